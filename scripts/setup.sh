@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs everything Sluice's demo and tests need on a fresh Debian machine, idempotently:
+# Debian packages (when missing), npm dependencies, Go-built peer binaries in ~/.cache/sluice/bin,
+# and the compiled CLI. Safe to run again: each step checks before it works.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export SLUICE_BIN="${SLUICE_BIN:-$HOME/.cache/sluice/bin}"
+mkdir -p "$SLUICE_BIN"
+
+step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+# Debian packages: one per line in scripts/apt-packages.txt ("package" or "package command").
+missing=()
+while read -r pkg cmd; do
+  [ -z "${pkg:-}" ] || [ "${pkg:0:1}" = "#" ] && continue
+  if ! dpkg -s "$pkg" >/dev/null 2>&1; then missing+=("$pkg"); fi
+done < scripts/apt-packages.txt
+if [ ${#missing[@]} -gt 0 ]; then
+  step "installing Debian packages: ${missing[*]}"
+  if [ "$(id -u)" != 0 ]; then echo "need root to apt-get install ${missing[*]}" >&2; exit 1; fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null || apt-get update
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# npm dependencies: reinstall when the lock file changed since the last install.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  step "npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+# Go-built peers (sops, …): each script builds into $SLUICE_BIN only when its binary is missing.
+for peer in scripts/peers/*.sh; do
+  [ -e "$peer" ] || continue
+  bash "$peer"
+done
+
+step "building sluice"
+npx tsc -p tsconfig.json

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite: set-up, lint and format check, type check, every test file, and the
+# benchmarks in --quick mode so they never rot. Exits non-zero on the first failing stage.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$HOME/.cache/sluice/bin:$PATH"
+
+echo "==> lint (biome)"
+npx biome check .
+echo "==> typecheck"
+npx tsc -p tsconfig.test.json
+echo "==> tests"
+mapfile -t files < <(find src test examples -name '*.test.ts' -not -path '*/node_modules/*' 2>/dev/null | sort)
+node --import tsx --test --test-reporter=spec "${files[@]}"
+if [ -f bench/main.ts ]; then
+  echo "==> benchmarks (--quick)"
+  node --import tsx bench/main.ts --quick
+fi

@@ -1,0 +1,13 @@
+/** Shared domain primitives: errors, the Kubernetes object model, bounded YAML and confined files. */
+export { type ErrorCode, errorMessage, isSluiceError, SluiceError } from "./errors.js";
+export { groupOf, isKubeObject, type KubeObject, type ObjectRef, objectKey, refOf, subject } from "./kube.js";
+export { isInside, secureReadFile, secureResolve } from "./securefs.js";
+export {
+  defaultYamlLimits,
+  parseYamlDocuments,
+  parseYamlOne,
+  parseYamlStream,
+  type YamlDoc,
+  type YamlLimits,
+  type YamlNodeDoc,
+} from "./yaml.js";

@@ -1,0 +1,275 @@
+/**
+ * render: a path in a checkout → the exact objects an environment should run.
+ *
+ *   1. confine: the path and everything it references must stay inside the repository root;
+ *   2. build: a directory with a kustomization goes through the real kustomize (SOPS files it
+ *      reads are decrypted first, in a private temporary copy, as Flux does for its sources);
+ *      any other directory is every YAML file under it, decrypted, in kustomize's legacy order;
+ *   3. substitute: `${VAR}` from the layered variables (variables.ts), strict by default;
+ *   4. check: every document is a Kubernetes object, no duplicates, limits respected.
+ * Nothing is written outside the temporary copy, and an error at any step returns no objects.
+ */
+import { cpSync, lstatSync, mkdtempSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { extname, join, relative } from "node:path";
+import { Document, stringify } from "yaml";
+import {
+  isKubeObject,
+  type KubeObject,
+  objectKey,
+  parseYamlDocuments,
+  SluiceError,
+  secureReadFile,
+  secureResolve,
+  subject,
+  type YamlNodeDoc,
+} from "../core/index.js";
+import { type AgeIdentities, decryptSopsDocument, decryptSopsFile, isSopsDocument } from "../sops/index.js";
+import { kustomizationFile, kustomizeBuild, walkKustomization } from "./kustomize.js";
+import { sortLegacy } from "./order.js";
+import { type Missing, substituteDocument, substitutionDisabled } from "./substitute.js";
+import { collectLayers, mergeLayers, VARIABLE_FILES, type VariableLayer } from "./variables.js";
+
+export interface RenderLimits {
+  /** Largest file read from the repository. */
+  maxFileBytes: number;
+  /** Most objects one render may produce. */
+  maxObjects: number;
+  /** Longest a kustomize build may run. */
+  timeoutMs: number;
+  /** Most YAML alias expansions per document. */
+  maxAliases: number;
+}
+
+export const defaultRenderLimits: RenderLimits = {
+  maxFileBytes: 4 * 1024 * 1024,
+  maxObjects: 20_000,
+  timeoutMs: 120_000,
+  maxAliases: 100,
+};
+
+export interface RenderOptions {
+  /** Repository root: nothing outside it is ever read. */
+  root: string;
+  /** Directory (or single file) to render, relative to root. */
+  path: string;
+  /** `--var K=V`: the highest layer. */
+  vars?: Record<string, string>;
+  /** `--vars-file F`: below --var, in order. */
+  varsFiles?: string[];
+  /** The environment's variables (Environments rule). */
+  environmentVars?: Record<string, string>;
+  /** Unit-level layers (postBuild.substituteFrom, then postBuild.substitute). */
+  unitVars?: VariableLayer[];
+  /** Flux's behaviour: an undefined variable becomes "". Default false (strict). */
+  allowUndefined?: boolean;
+  /** Needed only when the path holds SOPS-encrypted content. */
+  ageIdentities?: AgeIdentities;
+  /** Let kustomizations reference remote bases. Default false. */
+  allowRemoteResources?: boolean;
+  limits?: Partial<RenderLimits>;
+}
+
+export interface RenderResult {
+  objects: KubeObject[];
+  warnings: string[];
+  /** The variable layers used, names only (values may be secret). */
+  layers: { source: string; names: string[] }[];
+}
+
+export async function render(opts: RenderOptions): Promise<RenderResult> {
+  const limits = { ...defaultRenderLimits, ...opts.limits };
+  const root = realpathSync(opts.root);
+  const target = secureResolve(root, opts.path);
+  const display = relative(root, target) || ".";
+  let st: ReturnType<typeof statSync>;
+  try {
+    st = statSync(target);
+  } catch {
+    throw new SluiceError("NotFound", `render path ${opts.path} does not exist in ${root}`, { detail: { path: opts.path } });
+  }
+  const dir = st.isDirectory() ? target : join(target, "..");
+  const layers = collectLayers({
+    root,
+    dir,
+    environment: opts.environmentVars,
+    unit: opts.unitVars,
+    varsFiles: opts.varsFiles,
+    vars: opts.vars,
+    maxFileBytes: limits.maxFileBytes,
+  });
+  const vars = mergeLayers(layers);
+  const warnings: string[] = [];
+
+  let docs: { doc: YamlNodeDoc["doc"]; node?: YamlNodeDoc; file: string; index: number }[];
+  if (st.isDirectory() && kustomizationFile(target)) {
+    const text = await buildKustomization(root, target, display, opts, limits);
+    docs = parseYamlDocuments(text, `kustomize build ${display}`, { maxBytes: Number.MAX_SAFE_INTEGER, maxAliases: limits.maxAliases })
+      .filter((d) => d.doc.contents !== null)
+      .map((d) => ({ doc: d.doc, node: d, file: `kustomize build ${display}`, index: d.index }));
+  } else {
+    const files = st.isDirectory() ? listYamlFiles(root, target) : [target];
+    docs = [];
+    for (const f of files) {
+      const rel = relative(root, f);
+      const text = secureReadFile(root, f, limits.maxFileBytes);
+      for (const d of parseYamlDocuments(text, rel, { maxAliases: limits.maxAliases })) {
+        if (d.doc.contents === null) continue;
+        const value = d.toValue();
+        if (isSopsDocument(value)) {
+          const ids = requireIdentities(opts, rel);
+          const plain = await decryptSopsDocument(value as Record<string, unknown>, rel, ids);
+          docs.push({ doc: new Document(plain), file: rel, index: d.index });
+        } else {
+          if (!isKubeObject(value)) throw notKubernetes(rel, d.index, value);
+          docs.push({ doc: d.doc, node: d, file: rel, index: d.index });
+        }
+        if (docs.length > limits.maxObjects) throw tooMany(display, limits.maxObjects);
+      }
+    }
+  }
+  if (docs.length > limits.maxObjects) throw tooMany(display, limits.maxObjects);
+
+  const missing: Missing[] = [];
+  const objects: KubeObject[] = [];
+  for (const d of docs) {
+    const name = objectName(d.doc, d.file, d.index);
+    if (!substitutionDisabled(d.doc)) missing.push(...substituteDocument(d.doc, vars, !opts.allowUndefined, name));
+  }
+  if (missing.length > 0) throw undefinedVariables(display, missing);
+  for (const d of docs) {
+    const value = d.node ? d.node.toValue() : d.doc.toJS({ maxAliasCount: limits.maxAliases });
+    if (!isKubeObject(value)) throw notKubernetes(d.file, d.index, value);
+    if (isSopsDocument(value)) {
+      throw new SluiceError("DecryptionFailed", `${subject(value)}: still SOPS-encrypted after the build`, {
+        detail: { object: subject(value) },
+        hint: "encrypted files must be listed as kustomize resources or generator inputs inside the repository",
+      });
+    }
+    objects.push(value);
+  }
+  const seen = new Map<string, number>();
+  objects.forEach((o, i) => {
+    const k = objectKey(o);
+    if (seen.has(k)) throw new SluiceError("ConfigInvalid", `${display}: ${subject(o)} is defined twice`, { detail: { object: subject(o) } });
+    seen.set(k, i);
+  });
+  const ordered = st.isDirectory() && kustomizationFile(target) ? objects : sortLegacy(objects);
+  return { objects: ordered, warnings, layers: layers.map((l) => ({ source: l.source, names: Object.keys(l.vars) })) };
+}
+
+/** A YAML stream of the objects, `---` between documents, no anchors, no line folding. */
+export function toYamlStream(objects: readonly KubeObject[]): string {
+  return objects.map((o) => stringify(o, { aliasDuplicateObjects: false, lineWidth: 0 })).join("---\n");
+}
+
+/** Masks Secret values (data, stringData) for output that people or logs see. */
+export function maskSecrets(objects: readonly KubeObject[]): KubeObject[] {
+  return objects.map((o) => {
+    if (o.kind !== "Secret" || o.apiVersion !== "v1") return o;
+    const out: KubeObject = { ...o };
+    for (const f of ["data", "stringData"] as const) {
+      const m = o[f];
+      if (m && typeof m === "object") out[f] = Object.fromEntries(Object.keys(m).map((k) => [k, "***"]));
+    }
+    return out;
+  });
+}
+
+async function buildKustomization(
+  root: string,
+  dir: string,
+  display: string,
+  opts: RenderOptions,
+  limits: RenderLimits,
+): Promise<string> {
+  const tree = walkKustomization(root, dir, { allowRemote: opts.allowRemoteResources ?? false, maxFileBytes: limits.maxFileBytes });
+  const encrypted = tree.files.filter((f) => {
+    const t = secureReadFile(root, f, limits.maxFileBytes);
+    return t.includes("ENC[AES256_GCM,") && t.includes("sops");
+  });
+  if (encrypted.length === 0) return kustomizeBuild(dir, display, limits.timeoutMs);
+  // Decrypt into a private copy of the repository, build there, then remove the plaintext.
+  const ids = requireIdentities(opts, relative(root, encrypted[0]!));
+  const tmp = mkdtempSync(join(tmpdir(), "sluice-render-"));
+  try {
+    cpSync(root, tmp, { recursive: true, filter: (src) => !src.split("/").includes(".git") });
+    for (const f of encrypted) {
+      const rel = relative(root, f);
+      const text = secureReadFile(root, f, limits.maxFileBytes);
+      const plain = await decryptSopsFile(text, rel, formatOf(f), ids);
+      writeFileSync(join(tmp, rel), plain, { mode: 0o600 });
+    }
+    return await kustomizeBuild(join(tmp, relative(root, dir)), display, limits.timeoutMs);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+function formatOf(f: string): "yaml" | "json" | "dotenv" | "binary" {
+  const e = extname(f);
+  if (e === ".yaml" || e === ".yml") return "yaml";
+  if (e === ".json") return "json";
+  if (e === ".env" || f.endsWith("/.env")) return "dotenv";
+  return "binary";
+}
+
+/** Every *.yaml / *.yml below dir, sorted, skipping hidden folders and variable files. */
+function listYamlFiles(root: string, dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string, depth: number) => {
+    if (depth > 64) throw new SluiceError("LimitExceeded", `${relative(root, d)}: directories nested too deeply`, {});
+    for (const name of readdirSync(d).sort()) {
+      if (name.startsWith(".")) continue;
+      const p = join(d, name);
+      const ls = lstatSync(p);
+      const real = ls.isSymbolicLink() ? secureResolve(root, p) : p;
+      const st = ls.isSymbolicLink() ? statSync(real) : ls;
+      if (st.isDirectory()) walk(real, depth + 1);
+      else if (/\.ya?ml$/.test(name) && !(VARIABLE_FILES as readonly string[]).includes(name)) out.push(real);
+    }
+  };
+  walk(dir, 0);
+  return out;
+}
+
+function requireIdentities(opts: RenderOptions, file: string): AgeIdentities {
+  if (opts.ageIdentities && opts.ageIdentities.identities.length > 0) return opts.ageIdentities;
+  throw new SluiceError("DecryptionFailed", `${file} is SOPS-encrypted but no age identity was given`, {
+    detail: { file },
+    hint: "pass --age-key-file, or set SOPS_AGE_KEY_FILE or SOPS_AGE_KEY",
+  });
+}
+
+function objectName(doc: Document, file: string, index: number): string {
+  const kind = doc.get("kind");
+  const name = doc.getIn(["metadata", "name"]);
+  const ns = doc.getIn(["metadata", "namespace"]);
+  if (typeof kind === "string" && typeof name === "string") return ns ? `${kind}/${ns}/${name}` : `${kind}/${name}`;
+  return `${file} document ${index}`;
+}
+
+function notKubernetes(file: string, index: number, value: unknown): SluiceError {
+  const what = value && typeof value === "object" && !Array.isArray(value) ? "has no apiVersion, kind and metadata.name" : "is not a map";
+  return new SluiceError("NotKubernetes", `${file}: document ${index} is not a Kubernetes object: it ${what}`, {
+    detail: { file, document: index },
+    hint: "keep non-Kubernetes YAML out of rendered directories (variable files must be named vars.yaml, replace.json or .env)",
+  });
+}
+
+function tooMany(display: string, max: number): SluiceError {
+  return new SluiceError("LimitExceeded", `${display}: more than ${max} objects`, { hint: "split the unit, or raise --max-objects" });
+}
+
+function undefinedVariables(display: string, missing: Missing[]): SluiceError {
+  const names = [...new Set(missing.map((m) => m.name))];
+  const lines = missing.map((m) => `  \${${m.name}} in ${m.object} at ${m.field}`);
+  return new SluiceError(
+    "VariableUndefined",
+    `${display}: ${names.length} undefined variable${names.length === 1 ? "" : "s"} (${names.join(", ")}):\n${lines.join("\n")}`,
+    {
+      detail: { missing },
+      hint: "define them in replace.json/vars.yaml/.env, --vars-file or --var, give a default (${NAME:=value}), or pass --allow-undefined",
+    },
+  );
+}

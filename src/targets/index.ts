@@ -1,0 +1,16 @@
+/** Targets: where rendered objects run. The contract is in types.ts; implementations per folder. */
+export {
+  type ApplyOptions,
+  type ApplyResult,
+  type HealthReport,
+  type HealthStatus,
+  healthOrder,
+  isWorse,
+  LABEL_ENV,
+  LABEL_OWNER,
+  LABEL_UNIT,
+  type ObjectHealth,
+  ownerOf,
+  type Target,
+  type UnitId,
+} from "./types.js";
