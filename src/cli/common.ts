@@ -27,7 +27,10 @@ export function repositoryRoot(path: string, explicit?: string): string {
   const abs = resolve(path);
   const dir = statSync(abs).isDirectory() ? abs : dirname(abs);
   try {
-    const top = execFileSync("git", ["-C", dir, "rev-parse", "--show-toplevel"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+    const top = execFileSync("git", ["-C", dir, "rev-parse", "--show-toplevel"], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+    }).trim();
     if (top) return realpathSync(top);
   } catch {
     // not in a Git work tree
@@ -53,7 +56,8 @@ export function parseVarFlags(list: string[] = []): Record<string, string> {
 function positiveInt(flag: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new SluiceError("ConfigInvalid", `${flag} ${v}: expected a positive whole number`);
+  if (!Number.isSafeInteger(n) || n <= 0)
+    throw new SluiceError("ConfigInvalid", `${flag} ${v}: expected a positive whole number`);
   return n;
 }
 

@@ -1,5 +1,13 @@
 /** Go-style durations as Flux writes them (`30s`, `1m`, `1h30m`, `500ms`) → milliseconds. */
-const UNIT: Record<string, number> = { ns: 1e-6, us: 1e-3, "µs": 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const UNIT: Record<string, number> = {
+  ns: 1e-6,
+  us: 1e-3,
+  µs: 1e-3,
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+};
 const PART = /([0-9]*\.?[0-9]+)(ns|us|µs|ms|s|m|h)/y;
 
 export function parseDuration(s: string): number | undefined {

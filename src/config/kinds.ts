@@ -6,8 +6,13 @@
 import { z } from "zod";
 import { parseDuration } from "./duration.js";
 
-const duration = z.string().refine((s) => parseDuration(s) !== undefined, { message: "not a duration (e.g. 30s, 1m, 1h30m)" });
-const name = z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, { message: "must be a DNS-1123 name" }).max(253);
+const duration = z
+  .string()
+  .refine((s) => parseDuration(s) !== undefined, { message: "not a duration (e.g. 30s, 1m, 1h30m)" });
+const name = z
+  .string()
+  .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, { message: "must be a DNS-1123 name" })
+  .max(253);
 const localRef = z.strictObject({ name });
 const crossRef = z.strictObject({ name, namespace: name.optional() });
 
@@ -29,7 +34,10 @@ export const gitRepositorySpec = z.strictObject({
       tag: z.string().optional(),
       semver: z.string().optional(),
       name: z.string().optional(),
-      commit: z.string().regex(/^[0-9a-f]{7,40}$/).optional(),
+      commit: z
+        .string()
+        .regex(/^[0-9a-f]{7,40}$/)
+        .optional(),
     })
     .optional(),
   secretRef: localRef.optional(),
@@ -44,7 +52,12 @@ const substituteFrom = z.strictObject({
   optional: z.boolean().optional(),
 });
 export const kustomizationSpec = z.strictObject({
-  sourceRef: z.strictObject({ kind: z.literal("GitRepository"), name, namespace: name.optional(), apiVersion: z.string().optional() }),
+  sourceRef: z.strictObject({
+    kind: z.literal("GitRepository"),
+    name,
+    namespace: name.optional(),
+    apiVersion: z.string().optional(),
+  }),
   path: z.string().optional(),
   interval: duration,
   retryInterval: duration.optional(),
@@ -88,7 +101,12 @@ export const imagePolicySpec = z.strictObject({
   digestReflectionPolicy: z.enum(["Never", "IfNotPresent", "Always"]).optional(),
 });
 export const imageUpdateAutomationSpec = z.strictObject({
-  sourceRef: z.strictObject({ kind: z.literal("GitRepository"), name, namespace: name.optional(), apiVersion: z.string().optional() }),
+  sourceRef: z.strictObject({
+    kind: z.literal("GitRepository"),
+    name,
+    namespace: name.optional(),
+    apiVersion: z.string().optional(),
+  }),
   interval: duration,
   git: z.strictObject({
     checkout: z.strictObject({ ref: z.strictObject({ branch: z.string() }) }).optional(),
@@ -99,7 +117,9 @@ export const imageUpdateAutomationSpec = z.strictObject({
     }),
     push: z.strictObject({ branch: z.string().optional(), refspec: z.string().optional() }).optional(),
   }),
-  update: z.strictObject({ path: z.string().optional(), strategy: z.literal("Setters").optional() }).optional(),
+  update: z
+    .strictObject({ path: z.string().optional(), strategy: z.literal("Setters").optional() })
+    .optional(),
   policySelector: z.strictObject({ matchLabels: z.record(z.string(), z.string()) }).optional(),
   suspend: z.boolean().optional(),
 });
@@ -170,13 +190,19 @@ const httpCheck = z.strictObject({
   }),
 });
 export const smokeTestSpec = z.strictObject({
-  service: z.strictObject({ name: z.string(), port: z.union([z.number().int(), z.string()]), namespace: z.string().optional() }),
+  service: z.strictObject({
+    name: z.string(),
+    port: z.union([z.number().int(), z.string()]),
+    namespace: z.string().optional(),
+  }),
   timeout: duration.optional(),
   checks: z
     .array(
-      z.strictObject({ name: z.string(), tcp: z.strictObject({}).optional(), http: httpCheck.optional() }).refine((c) => !!c.tcp !== !!c.http, {
-        message: "a check has exactly one of tcp or http",
-      }),
+      z
+        .strictObject({ name: z.string(), tcp: z.strictObject({}).optional(), http: httpCheck.optional() })
+        .refine((c) => !!c.tcp !== !!c.http, {
+          message: "a check has exactly one of tcp or http",
+        }),
     )
     .min(1),
 });
@@ -192,8 +218,14 @@ export const KINDS = {
     spec: imageUpdateAutomationSpec,
   },
   Receiver: { versions: ["notification.toolkit.fluxcd.io/v1"], spec: receiverSpec },
-  Provider: { versions: ["notification.toolkit.fluxcd.io/v1beta3", "notification.toolkit.fluxcd.io/v1beta2"], spec: providerSpec },
-  Alert: { versions: ["notification.toolkit.fluxcd.io/v1beta3", "notification.toolkit.fluxcd.io/v1beta2"], spec: alertSpec },
+  Provider: {
+    versions: ["notification.toolkit.fluxcd.io/v1beta3", "notification.toolkit.fluxcd.io/v1beta2"],
+    spec: providerSpec,
+  },
+  Alert: {
+    versions: ["notification.toolkit.fluxcd.io/v1beta3", "notification.toolkit.fluxcd.io/v1beta2"],
+    spec: alertSpec,
+  },
   Environments: { versions: ["sluice.dev/v1alpha1"], spec: environmentsSpec },
   SmokeTest: { versions: ["sluice.dev/v1alpha1"], spec: smokeTestSpec },
 } as const;

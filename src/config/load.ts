@@ -9,7 +9,7 @@ import { readdirSync, realpathSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import type { z } from "zod";
 import { parseYamlStream, SluiceError, secureReadFile, secureResolve, type YamlDoc } from "../core/index.js";
-import { KINDS, type KindName, metadataSchema, type Metadata } from "./kinds.js";
+import { KINDS, type KindName, type Metadata, metadataSchema } from "./kinds.js";
 
 export const DEFAULT_NAMESPACE = "flux-system";
 
@@ -39,7 +39,12 @@ export function byKind<K extends KindName>(c: Config, kind: K): ConfigObject<K>[
   return c.objects.filter((o): o is ConfigObject<K> => o.kind === kind);
 }
 
-export function findObject<K extends KindName>(c: Config, kind: K, namespace: string, name: string): ConfigObject<K> | undefined {
+export function findObject<K extends KindName>(
+  c: Config,
+  kind: K,
+  namespace: string,
+  name: string,
+): ConfigObject<K> | undefined {
   return byKind(c, kind).find((o) => o.metadata.name === name && o.metadata.namespace === namespace);
 }
 
@@ -62,7 +67,10 @@ export function loadConfig(root: string, path: string, opts: { maxFileBytes?: nu
   const seen = new Set<string>();
   for (const o of [...config.objects, ...config.supporting]) {
     const key = `${o.kind}/${o.metadata.namespace}/${o.metadata.name}`;
-    if (seen.has(key)) throw new SluiceError("ConfigInvalid", `${o.origin}: ${key} is defined twice`, { detail: { object: key } });
+    if (seen.has(key))
+      throw new SluiceError("ConfigInvalid", `${o.origin}: ${key} is defined twice`, {
+        detail: { object: key },
+      });
     seen.add(key);
   }
   return config;
@@ -80,17 +88,27 @@ export function parseObject(file: string, d: YamlDoc): ConfigObject | Supporting
       ...(hint ? { hint } : {}),
     });
   const v = d.value;
-  if (typeof v !== "object" || v === null || Array.isArray(v)) throw fail([], "expected a Kubernetes-style object (a map)");
+  if (typeof v !== "object" || v === null || Array.isArray(v))
+    throw fail([], "expected a Kubernetes-style object (a map)");
   const o = v as Record<string, unknown>;
   if (typeof o.kind !== "string") throw fail(["kind"], "missing kind");
   if (typeof o.apiVersion !== "string") throw fail(["apiVersion"], "missing apiVersion");
-  if ((o.kind === "ConfigMap" || o.kind === "Secret") && o.apiVersion === "v1") return supporting(file, d, o, fail);
+  if ((o.kind === "ConfigMap" || o.kind === "Secret") && o.apiVersion === "v1")
+    return supporting(file, d, o, fail);
   const def = (KINDS as Record<string, (typeof KINDS)[KindName]>)[o.kind];
   if (!def) {
-    throw fail(["kind"], `unknown kind ${o.kind}`, `supported kinds: ${Object.keys(KINDS).join(", ")}, and v1 ConfigMap/Secret`);
+    throw fail(
+      ["kind"],
+      `unknown kind ${o.kind}`,
+      `supported kinds: ${Object.keys(KINDS).join(", ")}, and v1 ConfigMap/Secret`,
+    );
   }
   if (!(def.versions as readonly string[]).includes(o.apiVersion)) {
-    throw fail(["apiVersion"], `${o.kind} apiVersion ${o.apiVersion} is not supported`, `use ${def.versions.join(" or ")}`);
+    throw fail(
+      ["apiVersion"],
+      `${o.kind} apiVersion ${o.apiVersion} is not supported`,
+      `use ${def.versions.join(" or ")}`,
+    );
   }
   for (const k of Object.keys(o)) {
     if (!["apiVersion", "kind", "metadata", "spec", "status"].includes(k)) throw fail([k], "unknown field");
@@ -116,7 +134,10 @@ function zodFail(prefix: (string | number)[], err: z.ZodError, fail: Fail): Slui
   const path = [...prefix, ...issue.path.map((p) => (typeof p === "symbol" ? String(p) : p))];
   if (issue.code === "unrecognized_keys") {
     const keys = (issue as { keys: string[] }).keys;
-    return fail([...path, keys[0]!], keys.length === 1 ? "unknown field" : `unknown fields ${keys.join(", ")}`);
+    return fail(
+      [...path, keys[0]!],
+      keys.length === 1 ? "unknown field" : `unknown fields ${keys.join(", ")}`,
+    );
   }
   return fail(path, issue.message);
 }
@@ -128,7 +149,8 @@ function supporting(file: string, d: YamlDoc, o: Record<string, unknown>, fail: 
   const put = (field: string, decode: boolean) => {
     const m = o[field];
     if (m === undefined) return;
-    if (typeof m !== "object" || m === null || Array.isArray(m)) throw fail([field], "must be a map of strings");
+    if (typeof m !== "object" || m === null || Array.isArray(m))
+      throw fail([field], "must be a map of strings");
     for (const [k, val] of Object.entries(m)) {
       if (typeof val !== "string") throw fail([field, k], "must be a string");
       data[k] = decode ? Buffer.from(val, "base64").toString("utf8") : val;

@@ -40,7 +40,11 @@ export class SluiceError extends Error {
   /** What the user can do about it; printed after the message by the CLI. */
   readonly hint: string | undefined;
 
-  constructor(code: ErrorCode, message: string, opts: { detail?: Record<string, unknown>; hint?: string; cause?: unknown } = {}) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    opts: { detail?: Record<string, unknown>; hint?: string; cause?: unknown } = {},
+  ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = "SluiceError";
     this.code = code;

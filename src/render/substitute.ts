@@ -32,8 +32,14 @@ export function substitutionDisabled(doc: Document): boolean {
  * Substitutes in place. Returns the undefined variables found (always empty when `strict` is
  * false: those become empty strings, as in Flux).
  */
-export function substituteDocument(doc: Document, vars: ReadonlyMap<string, string>, strict: boolean, objectName: string): Missing[] {
+export function substituteDocument(
+  doc: Document,
+  vars: ReadonlyMap<string, string>,
+  strict: boolean,
+  objectName: string,
+): Missing[] {
   const missing: Missing[] = [];
+  const kind = String(doc.get("kind") ?? "");
   visit(doc, {
     Scalar(key, node, path) {
       if (typeof node.value !== "string" || !node.value.includes("$")) return;
@@ -42,15 +48,20 @@ export function substituteDocument(doc: Document, vars: ReadonlyMap<string, stri
         res = envsubst(node.value, vars, { strict });
       } catch (e) {
         const field = fieldPath(path, key);
+        const inner = e instanceof SluiceError ? e : undefined;
         const msg = e instanceof Error ? e.message : String(e);
-        throw new SluiceError("SubstitutionFailed", `${objectName}: field ${field}: variable substitution failed: ${msg}`, {
-          detail: { object: objectName, field },
+        throw new SluiceError("SubstitutionFailed", `${objectName}: field ${field}: ${msg}`, {
+          detail: { ...inner?.detail, object: objectName, field },
+          ...(inner?.hint ? { hint: inner.hint } : {}),
+          cause: e,
         });
       }
       for (const name of res.missing) missing.push({ name, object: objectName, field: fieldPath(path, key) });
       if (res.output === node.value) return;
-      // Only an unquoted value is re-typed; keys and quoted values stay strings.
-      const retype = key !== "key" && node.type === Scalar.PLAIN;
+      // Only an unquoted value is re-typed; keys, quoted values and fields Kubernetes defines as
+      // strings stay strings. kustomize drops the quotes of `value: "${PORT}"`, so without the
+      // last rule an env value would become a number and the API server would reject it.
+      const retype = key !== "key" && node.type === Scalar.PLAIN && !isStringField(segments(path, key), kind);
       node.value = retype ? resolveCore(res.output) : res.output;
       if (node.type === Scalar.PLAIN) node.type = undefined;
     },
@@ -77,20 +88,43 @@ export function resolveCore(s: string): string | number | boolean {
   return s;
 }
 
-function fieldPath(path: readonly unknown[], key: unknown): string {
-  const parts: string[] = [];
+type Segment = string | number;
+
+function segments(path: readonly unknown[], key: unknown): Segment[] {
+  const out: Segment[] = [];
   for (let i = 0; i < path.length; i++) {
     const n = path[i];
     const next = path[i + 1];
-    if (isPair(n)) {
-      const k = isScalar(n.key) ? String(n.key.value) : "?";
-      parts.push(/^[A-Za-z0-9_-]+$/.test(k) ? `.${k}` : `[${JSON.stringify(k)}]`);
-    } else if (isSeq(n) && next !== undefined) {
-      parts.push(`[${n.items.indexOf(next as never)}]`);
-    }
+    if (isPair(n)) out.push(isScalar(n.key) ? String(n.key.value) : "?");
+    else if (isSeq(n) && next !== undefined) out.push(n.items.indexOf(next as never));
   }
-  if (typeof key === "number") parts.push(`[${key}]`);
-  if (key === "key") parts.push(" (key)");
-  const s = parts.join("");
-  return s.startsWith(".") ? s.slice(1) : s || "(document)";
+  if (typeof key === "number") out.push(key);
+  return out;
+}
+
+/** Fields the Kubernetes API defines as strings, where a number-looking value must stay text. */
+export function isStringField(seg: readonly Segment[], kind: string): boolean {
+  const n = seg.length;
+  const last = seg[n - 1];
+  const parent = seg[n - 2];
+  if (
+    (kind === "ConfigMap" || kind === "Secret") &&
+    (seg[0] === "data" || seg[0] === "stringData" || seg[0] === "binaryData")
+  )
+    return true;
+  if ((parent === "labels" || parent === "annotations") && seg[n - 3] === "metadata") return true;
+  if (last === "value" && typeof parent === "number" && seg[n - 3] === "env") return true;
+  if (typeof last === "number" && (parent === "args" || parent === "command")) return true;
+  if (last === "image" || last === "name" || last === "namespace") return true;
+  return false;
+}
+
+function fieldPath(path: readonly unknown[], key: unknown): string {
+  const s = segments(path, key)
+    .map((k) =>
+      typeof k === "number" ? `[${k}]` : /^[A-Za-z0-9_-]+$/.test(k) ? `.${k}` : `[${JSON.stringify(k)}]`,
+    )
+    .join("");
+  const out = s.startsWith(".") ? s.slice(1) : s || "(document)";
+  return key === "key" ? `${out} (key)` : out;
 }

@@ -70,8 +70,14 @@ export function mergeLayers(layers: readonly VariableLayer[]): Map<string, strin
 }
 
 /** Reads `replace.json`, `vars.yaml`/`.yml`, `.env` or any file given by --vars-file (by extension). */
-export function readVariableFile(root: string | undefined, path: string, maxFileBytes: number): VariableLayer {
-  const text = root ? secureReadFile(root, path, maxFileBytes) : readFileSync(secureResolve(dirname(resolve(path)), path), "utf8");
+export function readVariableFile(
+  root: string | undefined,
+  path: string,
+  maxFileBytes: number,
+): VariableLayer {
+  const text = root
+    ? secureReadFile(root, path, maxFileBytes)
+    : readFileSync(secureResolve(dirname(resolve(path)), path), "utf8");
   const source = root ? relative(root, path) || basename(path) : path;
   const name = basename(path);
   let raw: Record<string, unknown>;
@@ -83,13 +89,17 @@ export function readVariableFile(root: string | undefined, path: string, maxFile
       try {
         value = JSON.parse(text);
       } catch (e) {
-        throw new SluiceError("ConfigInvalid", `${source}: not valid JSON: ${(e as Error).message}`, { detail: { file: source } });
+        throw new SluiceError("ConfigInvalid", `${source}: not valid JSON: ${(e as Error).message}`, {
+          detail: { file: source },
+        });
       }
     } else {
       value = parseYamlOne(text, source)?.value ?? {};
     }
     if (typeof value !== "object" || value === null || Array.isArray(value)) {
-      throw new SluiceError("ConfigInvalid", `${source}: a variable file must hold one map of NAME: value`, { detail: { file: source } });
+      throw new SluiceError("ConfigInvalid", `${source}: a variable file must hold one map of NAME: value`, {
+        detail: { file: source },
+      });
     }
     raw = value as Record<string, unknown>;
   }
@@ -98,9 +108,13 @@ export function readVariableFile(root: string | undefined, path: string, maxFile
     if (typeof v === "string" || typeof v === "number" || typeof v === "boolean") vars[k] = String(v);
     else if (v === null) vars[k] = "";
     else {
-      throw new SluiceError("ConfigInvalid", `${source}: variable ${k} must be a string, number or boolean, not ${Array.isArray(v) ? "a list" : "a map"}`, {
-        detail: { file: source, field: k },
-      });
+      throw new SluiceError(
+        "ConfigInvalid",
+        `${source}: variable ${k} must be a string, number or boolean, not ${Array.isArray(v) ? "a list" : "a map"}`,
+        {
+          detail: { file: source, field: k },
+        },
+      );
     }
   }
   return checked({ source, vars });
@@ -110,9 +124,13 @@ function checked(l: VariableLayer): VariableLayer {
   const vars: Record<string, string> = {};
   for (const [k, v] of Object.entries(l.vars)) {
     if (!validateVarName(k)) {
-      throw new SluiceError("VariableNameInvalid", `${l.source}: variable name '${k}' is invalid, must match ^[_a-zA-Z][_a-zA-Z0-9]*$`, {
-        detail: { source: l.source, name: k },
-      });
+      throw new SluiceError(
+        "VariableNameInvalid",
+        `${l.source}: variable name '${k}' is invalid, must match ^[_a-zA-Z][_a-zA-Z0-9]*$`,
+        {
+          detail: { source: l.source, name: k },
+        },
+      );
     }
     vars[k] = v.replace(/\r?\n/g, "");
   }
@@ -126,9 +144,16 @@ export function parseDotenv(text: string, source: string): Record<string, string
     const t = line.trim();
     if (!t || t.startsWith("#")) return;
     const m = /^(?:export\s+)?([^=\s]+)\s*=\s*(.*)$/.exec(t);
-    if (!m) throw new SluiceError("ConfigInvalid", `${source}:${i + 1}: expected KEY=VALUE`, { detail: { file: source, line: i + 1 } });
+    if (!m)
+      throw new SluiceError("ConfigInvalid", `${source}:${i + 1}: expected KEY=VALUE`, {
+        detail: { file: source, line: i + 1 },
+      });
     let v = m[2]!;
-    if ((v.startsWith('"') && v.endsWith('"') && v.length >= 2) || (v.startsWith("'") && v.endsWith("'") && v.length >= 2)) v = v.slice(1, -1);
+    if (
+      (v.startsWith('"') && v.endsWith('"') && v.length >= 2) ||
+      (v.startsWith("'") && v.endsWith("'") && v.length >= 2)
+    )
+      v = v.slice(1, -1);
     out[m[1]!] = v;
   });
   return out;

@@ -6,10 +6,12 @@
  */
 import type { KubeObject } from "../core/index.js";
 import { type DecryptOptions, decryptValue } from "./decrypt.js";
+import { type EncryptOptions, encryptValue } from "./encrypt.js";
 import { decryptFileBytes, decryptKubeObject, hasSopsMetadata, type SopsFormat } from "./files.js";
 import type { AgeIdentities } from "./keys.js";
 
 export type { DecryptOptions } from "./decrypt.js";
+export type { EncryptOptions } from "./encrypt.js";
 export { detectSopsFormat, formatForKey, type SopsFormat } from "./files.js";
 export { type AgeIdentities, loadAgeIdentities, parseAgeIdentities } from "./keys.js";
 
@@ -74,4 +76,18 @@ export function decryptResource(
   opts: DecryptOptions = {},
 ): Promise<KubeObject> {
   return decryptKubeObject(obj, file, ids, opts, (v, f) => decryptValue(v, f, ids, opts));
+}
+
+/**
+ * Encrypts a plain document for age recipients the way `sops --encrypt` does (fresh data key, typed
+ * ENC[…] values, MAC); the result, written as YAML or JSON, is readable by `sops --decrypt`.
+ * Comments are not kept. When writing YAML, quote `sops.lastmodified` (sops' reader rejects an
+ * unquoted timestamp there). Mostly for tests and tooling.
+ */
+export function encryptSopsDocument(
+  value: Record<string, unknown>,
+  file: string,
+  opts: EncryptOptions,
+): Promise<Record<string, unknown>> {
+  return encryptValue(value, file, opts);
 }

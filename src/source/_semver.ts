@@ -17,9 +17,13 @@ function translate(range: string): { range: string; includePrerelease: boolean }
 export function pickSemverTag(tags: Iterable<string>, range: string): string | undefined {
   const t = translate(range);
   if (t.range === "" || semver.validRange(t.range) === null) {
-    throw new SluiceError("ConfigInvalid", `invalid semver range ${JSON.stringify(range)} in spec.ref.semver`, {
-      hint: "Use a range such as '>=1.0.0', '1.2.x', '^1.0' or '~1.2.3'.",
-    });
+    throw new SluiceError(
+      "ConfigInvalid",
+      `invalid semver range ${JSON.stringify(range)} in spec.ref.semver`,
+      {
+        hint: "Use a range such as '>=1.0.0', '1.2.x', '^1.0' or '~1.2.3'.",
+      },
+    );
   }
   let best: { tag: string; v: semver.SemVer } | undefined;
   for (const tag of tags) {

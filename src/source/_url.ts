@@ -151,7 +151,8 @@ export async function checkSourceUrl(
   if (opts.allowLinkLocal) return parsed;
   const linkLocalHint =
     "Link-local and cloud metadata addresses are refused to prevent SSRF; allow them explicitly (allowLinkLocal) if this is intended.";
-  if (isMetadataAddress(parsed.host)) throw refuse(url, "it points at a link-local/metadata address", linkLocalHint);
+  if (isMetadataAddress(parsed.host))
+    throw refuse(url, "it points at a link-local/metadata address", linkLocalHint);
   if (isIP(parsed.host) === 0) {
     let addrs: { address: string }[] = [];
     try {

@@ -70,9 +70,12 @@ function checkName(name: string): string {
 async function readRefs(gitDir: string): Promise<Map<string, string>> {
   const refs = new Map<string, string>();
   try {
-    const { stdout } = await runGit(["--git-dir", gitDir, "for-each-ref", "--format=%(objectname) %(refname)"], {
-      timeoutMs: GIT_TIMEOUT,
-    });
+    const { stdout } = await runGit(
+      ["--git-dir", gitDir, "for-each-ref", "--format=%(objectname) %(refname)"],
+      {
+        timeoutMs: GIT_TIMEOUT,
+      },
+    );
     for (const line of stdout.toString("utf8").split("\n")) {
       const sp = line.indexOf(" ");
       if (sp > 0) refs.set(line.slice(sp + 1), line.slice(0, sp));
@@ -94,7 +97,9 @@ function diffRefs(before: Map<string, string>, after: Map<string, string>): RefU
 }
 
 /** Splits a CGI response: headers (with `Status:`) up to the first blank line, then the body. */
-function parseCgiHead(buf: Buffer): { status: number; headers: [string, string][]; bodyStart: number } | undefined {
+function parseCgiHead(
+  buf: Buffer,
+): { status: number; headers: [string, string][]; bodyStart: number } | undefined {
   let end = buf.indexOf("\r\n\r\n");
   let sepLen = 4;
   const lf = buf.indexOf("\n\n");
@@ -263,7 +268,9 @@ export async function startGitServer(opts: GitServerOptions): Promise<GitServer>
     async createRepo(name, files, branch = "main") {
       const bare = repoPath(name);
       await mkdir(dirname(bare), { recursive: true });
-      await runGit(["init", "--quiet", "--bare", `--initial-branch=${branch}`, bare], { timeoutMs: GIT_TIMEOUT });
+      await runGit(["init", "--quiet", "--bare", `--initial-branch=${branch}`, bare], {
+        timeoutMs: GIT_TIMEOUT,
+      });
       const work = await mkdtemp(join(tmpdir(), "sluice-seed-"));
       try {
         const content = files && Object.keys(files).length > 0 ? files : { "README.md": `# ${name}\n` };

@@ -1,10 +1,12 @@
 /**
  * One agent per state directory. The lock is a file `agent.lock` created with O_EXCL and holding
  * `{pid, host, startedAt}`. A holder that is alive on this host means "in use"; a holder that is
- * dead (or a PID since reused by a process younger than the lock, or our own PID left behind by a
- * previous incarnation — the usual case in a restarted container where the agent is PID 1) means
- * the lock is stale and is taken over, which the caller reports as a warning. A lock from another
- * host cannot be checked and is treated as held.
+ * dead means the lock is stale and is taken over, which the caller reports as a warning. "Dead" also
+ * covers a PID reused by another process (on Linux the lock records the boot id and the process's
+ * start time in clock ticks, which do not depend on the wall clock) and our own PID left behind by
+ * an earlier incarnation — the usual case in a restarted container where the agent is PID 1. A lock
+ * from another host (or a recreated container with a new hostname) cannot be checked by PID: the
+ * holder touches the file every 15 s, and a foreign lock untouched for 2 minutes is stale.
  */
 import {
   closeSync,
@@ -13,8 +15,10 @@ import {
   openSync,
   readFileSync,
   renameSync,
+  rmSync,
   statSync,
   unlinkSync,
+  utimesSync,
   writeSync,
 } from "node:fs";
 import { hostname } from "node:os";
@@ -32,6 +36,9 @@ export interface LockInfo {
   pid: number;
   host: string;
   startedAt: string;
+  /** Linux: the holder's boot and process start time, so a reboot or a reused PID is recognised. */
+  bootId?: string;
+  startTicks?: number;
 }
 
 export interface HeldLock {
@@ -42,6 +49,9 @@ export interface HeldLock {
 }
 
 export const LOCK_FILE = "agent.lock";
+/** How often a holder touches its lock, and after how long without that a lock from another host is stale. */
+export const LOCK_REFRESH_MS = 15_000;
+export const FOREIGN_LOCK_STALE_MS = 120_000;
 
 /** Locks held by this process, so a second open in the same process is refused, not "stale". */
 const heldHere = new Set<string>();
@@ -55,6 +65,9 @@ export function acquireLock(dir: string): HeldLock {
     );
   }
   const info: LockInfo = { pid: process.pid, host: hostname(), startedAt: new Date().toISOString() };
+  const boot = bootId();
+  const ticks = processStartTicks(process.pid);
+  if (boot !== undefined && ticks !== undefined) Object.assign(info, { bootId: boot, startTicks: ticks });
   const body = `${JSON.stringify(info)}\n`;
   let warning: string | undefined;
   // Bounded: each round either creates the file, throws, or removes one stale lock.
@@ -85,12 +98,31 @@ export function acquireLock(dir: string): HeldLock {
   });
 }
 
+/**
+ * Marks the lock as alive (its mtime), for openers on other hosts, which cannot check our PID.
+ * Called every {@link LOCK_REFRESH_MS} by the open store.
+ */
+export function refreshLock(lock: HeldLock): void {
+  if (!heldHere.has(lock.path)) return;
+  const seen = readLock(lock.path);
+  if (seen === "missing" || !isOurs(seen, lock)) return;
+  try {
+    const t = new Date();
+    utimesSync(lock.path, t, t);
+  } catch {
+    // best effort: the next refresh tries again
+  }
+}
+
+function isOurs(seen: SeenLock, lock: HeldLock): boolean {
+  return seen.info?.pid === lock.info.pid && seen.info.startedAt === lock.info.startedAt;
+}
+
 /** Removes the lock file only if it is still ours. Idempotent. */
 export function releaseLock(lock: HeldLock): void {
   if (!heldHere.delete(lock.path)) return;
   const seen = readLock(lock.path);
-  if (seen === "missing" || seen.info?.pid !== lock.info.pid || seen.info.startedAt !== lock.info.startedAt)
-    return;
+  if (seen === "missing" || !isOurs(seen, lock)) return;
   try {
     unlinkSync(lock.path);
   } catch (e) {
@@ -153,7 +185,11 @@ function parseLock(raw: string): LockInfo | undefined {
       typeof v.host === "string" &&
       typeof v.startedAt === "string"
     ) {
-      return { pid: v.pid, host: v.host, startedAt: v.startedAt };
+      const info: LockInfo = { pid: v.pid, host: v.host, startedAt: v.startedAt };
+      if (typeof v.bootId === "string" && typeof v.startTicks === "number") {
+        Object.assign(info, { bootId: v.bootId, startTicks: v.startTicks });
+      }
+      return info;
     }
   } catch {
     // unreadable → undefined
@@ -166,23 +202,42 @@ type Verdict = { held: true; holder: LockInfo } | { held: false; why: string };
 function judge(seen: SeenLock): Verdict {
   const h = seen.info;
   if (!h) return { held: false, why: "the lock file was empty or unreadable" };
-  if (h.host !== hostname()) return { held: true, holder: h };
+  if (h.host !== hostname()) {
+    // We cannot see its PID (another machine, or a container with its own hostname and PID space):
+    // it is alive as long as it keeps touching the lock.
+    const quietMs = Date.now() - seen.mtimeMs;
+    if (quietMs > FOREIGN_LOCK_STALE_MS) {
+      return {
+        held: false,
+        why: `sluice pid ${h.pid} on host ${h.host} (started at ${h.startedAt}) has not refreshed it for ${Math.round(quietMs / 1000)} s`,
+      };
+    }
+    return { held: true, holder: h };
+  }
   if (h.pid === process.pid) {
     return {
       held: false,
       why: `it names this process's pid ${h.pid} from an earlier run (started at ${h.startedAt})`,
     };
   }
-  if (!isAlive(h.pid))
-    return { held: false, why: `sluice pid ${h.pid} (started at ${h.startedAt}) is no longer running` };
-  const lockedAt = Date.parse(h.startedAt);
-  const procStart = processStartMs(h.pid);
-  // The process was started after the lock was written: the PID was reused, the holder is gone.
-  if (procStart !== undefined && Number.isFinite(lockedAt) && procStart > lockedAt + 2000) {
+  if (h.bootId !== undefined && h.bootId !== bootId()) {
     return {
       held: false,
-      why: `pid ${h.pid} now belongs to a process started after the lock (${h.startedAt})`,
+      why: `sluice pid ${h.pid} (started at ${h.startedAt}) ran before this host rebooted`,
     };
+  }
+  if (!isAlive(h.pid))
+    return { held: false, why: `sluice pid ${h.pid} (started at ${h.startedAt}) is no longer running` };
+  // Same boot, live PID: it is the holder only if it is the same process (same start time). Compared
+  // in clock ticks since boot, so a wall-clock step cannot make a live holder look stale.
+  if (h.startTicks !== undefined) {
+    const now = processStartTicks(h.pid);
+    if (now !== undefined && now !== h.startTicks) {
+      return {
+        held: false,
+        why: `pid ${h.pid} now belongs to another process (sluice pid ${h.pid} started at ${h.startedAt} is gone)`,
+      };
+    }
   }
   return { held: true, holder: h };
 }
@@ -197,16 +252,22 @@ function isAlive(pid: number): boolean {
   }
 }
 
-/** Linux only: when a process started (ms since epoch), from /proc; undefined when unknown. */
-function processStartMs(pid: number): number | undefined {
+/** Linux: when a process started, in clock ticks since boot (a clock-independent identity); else undefined. */
+export function processStartTicks(pid: number): number | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    // Fields after the command name (which may contain spaces and parentheses).
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    const startTicks = Number(fields[19]); // field 22 overall: starttime, in clock ticks since boot
-    const btime = Number(/^btime (\d+)$/m.exec(readFileSync("/proc/stat", "utf8"))?.[1]);
-    if (!Number.isFinite(startTicks) || !Number.isFinite(btime)) return undefined;
-    return (btime + startTicks / 100) * 1000; // USER_HZ is 100 on every Linux ABI Node supports
+    // Fields after the command name (which may contain spaces and parentheses); starttime is field 22.
+    const ticks = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
+    return Number.isSafeInteger(ticks) ? ticks : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Linux: changes on every boot. */
+function bootId(): string | undefined {
+  try {
+    return readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim() || undefined;
   } catch {
     return undefined;
   }
@@ -236,10 +297,10 @@ function takeOver(path: string, judgedRaw: string): boolean {
     } catch {
       // someone holds it now; the next round will see them
     }
-    unlinkSync(aside);
+    rmSync(aside, { force: true });
     return false;
   }
-  unlinkSync(aside);
+  rmSync(aside, { force: true });
   return true;
 }
 

@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import Database from "better-sqlite3";
 import { type ObjectRef, objectKey, SluiceError } from "../core/index.js";
-import { acquireLock, type HeldLock, releaseLock } from "./_lock.js";
+import { acquireLock, type HeldLock, LOCK_REFRESH_MS, refreshLock, releaseLock } from "./_lock.js";
 import { CURRENT_SCHEMA_VERSION, migrate, schemaVersion, tooNewError } from "./_migrations.js";
 import type {
   EnvironmentRecord,
@@ -162,6 +162,7 @@ class SqliteStore implements Store {
   private readonly eventRetention: number;
   private readonly runRetention: number;
   private closed = false;
+  private readonly refresher: NodeJS.Timeout | undefined;
 
   constructor(db: Database.Database, file: string, lock: HeldLock | undefined, opts: OpenStoreOptions) {
     this.db = db;
@@ -171,6 +172,10 @@ class SqliteStore implements Store {
     this.warnings = lock?.warning ? [lock.warning] : [];
     this.eventRetention = positiveInt(opts.eventRetention ?? DEFAULT_EVENT_RETENTION, "eventRetention");
     this.runRetention = positiveInt(opts.runRetention ?? DEFAULT_RUN_RETENTION, "runRetention");
+    if (lock) {
+      this.refresher = setInterval(() => refreshLock(lock), LOCK_REFRESH_MS);
+      this.refresher.unref();
+    }
   }
 
   // ── environments ────────────────────────────────────────────────────────────
@@ -634,6 +639,7 @@ class SqliteStore implements Store {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.refresher);
     try {
       this.db.close();
     } finally {

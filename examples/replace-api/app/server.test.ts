@@ -94,14 +94,24 @@ describe("POST /api/replace", () => {
   });
 
   test("matches case-insensitively and writes the canonical case", async () => {
-    assert.equal(await replaceVia(s.base, "abn, iNg, VOLKSBANK, triodos, RABO"), "ABN Amro, ING Bank, de Volksbank, Triodos Bank, Rabobank");
+    assert.equal(
+      await replaceVia(s.base, "abn, iNg, VOLKSBANK, triodos, RABO"),
+      "ABN Amro, ING Bank, de Volksbank, Triodos Bank, Rabobank",
+    );
   });
 
   test("replaces whole words only", async () => {
     const untouched = "ABNA thinking INGest Volksbanken Triodosx Rabobanks rabot _ING ING2 ABN_ Amro";
     assert.equal(await replaceVia(s.base, untouched), untouched);
-    assert.equal(await replaceVia(s.base, "(ABN) 'ing' ABN's ING-group Rabo/Triodos"), "(ABN Amro) 'ING Bank' ABN Amro's ING Bank-group Rabobank/Triodos Bank");
-    assert.equal(await replaceVia(s.base, "éABN ABNé ABN"), "éABN ABNé ABN Amro", "letters beyond ASCII count as word characters");
+    assert.equal(
+      await replaceVia(s.base, "(ABN) 'ing' ABN's ING-group Rabo/Triodos"),
+      "(ABN Amro) 'ING Bank' ABN Amro's ING Bank-group Rabobank/Triodos Bank",
+    );
+    assert.equal(
+      await replaceVia(s.base, "éABN ABNé ABN"),
+      "éABN ABNé ABN Amro",
+      "letters beyond ASCII count as word characters",
+    );
   });
 
   test("normalises names already in full form instead of doubling them", async () => {
@@ -109,13 +119,20 @@ describe("POST /api/replace", () => {
       await replaceVia(s.base, "abn amro, ING BANK, De Volksbank, triodos bank, RABOBANK"),
       "ABN Amro, ING Bank, de Volksbank, Triodos Bank, Rabobank",
     );
-    assert.equal(await replaceVia(s.base, "ABN  \tAMRO"), "ABN Amro", "any whitespace between the words of a full name");
+    assert.equal(
+      await replaceVia(s.base, "ABN  \tAMRO"),
+      "ABN Amro",
+      "any whitespace between the words of a full name",
+    );
     assert.equal(await replaceVia(s.base, "ABN Amro ABN Amro"), "ABN Amro ABN Amro", "idempotent");
   });
 
   test("leaves text without bank names and the empty string alone", async () => {
     assert.equal(await replaceVia(s.base, ""), "");
-    assert.equal(await replaceVia(s.base, "Nothing to see here. ✓ ünïcödé"), "Nothing to see here. ✓ ünïcödé");
+    assert.equal(
+      await replaceVia(s.base, "Nothing to see here. ✓ ünïcödé"),
+      "Nothing to see here. ✓ ünïcödé",
+    );
   });
 
   test("accepts a body of exactly 1 MiB", async () => {
@@ -123,7 +140,11 @@ describe("POST /api/replace", () => {
     const suffix = '"}';
     const body = prefix + "a".repeat(MAX_BODY_BYTES - prefix.length - suffix.length) + suffix;
     assert.equal(Buffer.byteLength(body), MAX_BODY_BYTES);
-    const res = await fetch(`${s.base}/api/replace`, { method: "POST", body, signal: AbortSignal.timeout(5000) });
+    const res = await fetch(`${s.base}/api/replace`, {
+      method: "POST",
+      body,
+      signal: AbortSignal.timeout(5000),
+    });
     assert.equal(res.status, 200);
     assert.equal(((await res.json()) as { result: string }).result.length, MAX_BODY_BYTES - 12);
   });
@@ -171,7 +192,8 @@ describe("bad requests", () => {
   });
 
   test("JSON that is not an object is a 400", async () => {
-    for (const body of ['"ABN"', "[]", "null", "42"]) await expectError({ body }, 400, /must be a JSON object/);
+    for (const body of ['"ABN"', "[]", "null", "42"])
+      await expectError({ body }, 400, /must be a JSON object/);
   });
 
   test("a missing test field is a 400", async () => {
@@ -282,7 +304,10 @@ describe("replacement table", () => {
     for (const [content, reason] of cases) {
       const file = join(dir, "bad.json");
       writeFileSync(file, content);
-      assert.throws(() => loadReplacements(file), (err: Error) => err.message.includes(file) && reason.test(err.message));
+      assert.throws(
+        () => loadReplacements(file),
+        (err: Error) => err.message.includes(file) && reason.test(err.message),
+      );
     }
     assert.throws(() => loadReplacements(join(dir, "missing.json")), /cannot read REPLACEMENTS_FILE/);
   });
@@ -345,7 +370,13 @@ describe("run as a program", () => {
       // A request whose body is still arriving when SIGTERM lands must complete.
       const pending = new Promise<{ status: number; body: string }>((resolve, reject) => {
         const req = rawRequest(
-          { host: "127.0.0.1", port, method: "POST", path: "/api/replace", headers: { "content-type": "application/json" } },
+          {
+            host: "127.0.0.1",
+            port,
+            method: "POST",
+            path: "/api/replace",
+            headers: { "content-type": "application/json" },
+          },
           (res) => {
             let text = "";
             res.setEncoding("utf8");

@@ -79,7 +79,9 @@ export function validateTable(value: unknown): { table: ReplacementTable } | { e
     if (typeof full !== "string") return { error: `the value of ${JSON.stringify(short)} is not a string` };
     for (const name of [short, full]) {
       if (name.trim() === "" || name.length > MAX_NAME_LENGTH) {
-        return { error: `names must be 1 to ${MAX_NAME_LENGTH} non-blank characters (entry ${JSON.stringify(short)})` };
+        return {
+          error: `names must be 1 to ${MAX_NAME_LENGTH} non-blank characters (entry ${JSON.stringify(short)})`,
+        };
       }
     }
     table[short] = full;
@@ -122,7 +124,12 @@ class HttpError extends Error {
   }
 }
 
-function sendJson(res: http.ServerResponse, status: number, value: unknown, headers: http.OutgoingHttpHeaders = {}): void {
+function sendJson(
+  res: http.ServerResponse,
+  status: number,
+  value: unknown,
+  headers: http.OutgoingHttpHeaders = {},
+): void {
   const body = `${JSON.stringify(value, null, 2)}\n`;
   res.writeHead(status, {
     "content-type": "application/json; charset=utf-8",
@@ -163,7 +170,10 @@ function readBody(req: http.IncomingMessage): Promise<Buffer> {
   });
 }
 
-async function replaceHandler(req: http.IncomingMessage, replace: (text: string) => string): Promise<unknown> {
+async function replaceHandler(
+  req: http.IncomingMessage,
+  replace: (text: string) => string,
+): Promise<unknown> {
   const raw = await readBody(req);
   let parsed: unknown;
   try {

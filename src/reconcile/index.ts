@@ -1,0 +1,16 @@
+/**
+ * The reconciler: the agent that keeps every environment equal to its branch (agent.ts explains
+ * the loop), its dependency graph, work queue and metrics.
+ */
+export { Agent, type AgentOptions } from "./agent.js";
+export { analyzeGraph, type GraphAnalysis, type GraphNode } from "./graph.js";
+export { AgentMetrics } from "./metrics.js";
+export { type QueueOptions, WorkQueue } from "./queue.js";
+export {
+  type AgentEvent,
+  type PostApplyHook,
+  parseUnitKey,
+  type Reason,
+  type UnitKey,
+  unitKey,
+} from "./types.js";

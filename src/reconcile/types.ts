@@ -1,0 +1,50 @@
+import type { KubeObject } from "../core/index.js";
+import type { Environment } from "../envs/index.js";
+import type { ChangeSet } from "../plan/index.js";
+
+/** A unit is one Kustomization of one environment: the thing that is rendered and applied. */
+export interface UnitKey {
+  env: string;
+  unit: string;
+}
+
+export function unitKey(u: UnitKey): string {
+  return `${u.env}/${u.unit}`;
+}
+
+export function parseUnitKey(k: string): UnitKey {
+  const i = k.indexOf("/");
+  return { env: k.slice(0, i), unit: k.slice(i + 1) };
+}
+
+/** Why a unit is not Ready; each failing stage has its own (Flux's names where Flux has one). */
+export type Reason =
+  | "ReconciliationSucceeded"
+  | "Progressing"
+  | "ArtifactFailed"
+  | "BuildFailed"
+  | "ReconciliationFailed"
+  | "PruneFailed"
+  | "HealthCheckFailed"
+  | "DependencyNotReady"
+  | "DependencyCycle"
+  | "Suspended"
+  | "SmokeTestFailed";
+
+/** What the agent tells listeners (the SSE stream, the dashboard, tests). */
+export type AgentEvent =
+  | {
+      type: "unit";
+      env: string;
+      unit: string;
+      ready: string;
+      reason: string;
+      message: string;
+      revision: string | null;
+    }
+  | { type: "environment"; env: string; state: string; branch: string | null }
+  | { type: "source"; source: string; ok: boolean; message: string }
+  | { type: "run"; env: string; unit: string; runId: number; result: string; changeSet?: ChangeSet };
+
+/** A hook run after a unit applied and became healthy (smoke tests); throwing fails the run. */
+export type PostApplyHook = (ctx: { env: Environment; unit: string; objects: KubeObject[] }) => Promise<void>;
