@@ -20,7 +20,6 @@ const OVERLAYS = { production: "replace-api-production", staging: "replace-api-s
 const ENGINE_VARS = ["IMAGE_URL", "ENV"];
 
 // Built manifests are checked field by field; a loose shape keeps the assertions readable.
-// biome-ignore lint/suspicious/noExplicitAny: parsed YAML of several kinds
 type Loose = any;
 type Obj = {
   kind: string;

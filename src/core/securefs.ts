@@ -15,7 +15,7 @@ export function secureResolve(root: string, rel: string, base: string = root): s
   // Lexical check first: `..` that climbs out is refused even when the target does not exist.
   const lexical = resolve(wanted);
   if (!isInside(resolve(root), lexical) && !isInside(realRoot, lexical)) {
-    throw escape(root, rel, "it climbs out of the repository");
+    throw escapeError(root, rel, "it climbs out of the repository");
   }
   let real: string;
   try {
@@ -24,7 +24,7 @@ export function secureResolve(root: string, rel: string, base: string = root): s
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return lexical;
     throw e;
   }
-  if (!isInside(realRoot, real)) throw escape(root, rel, `it resolves to ${real} through a symlink`);
+  if (!isInside(realRoot, real)) throw escapeError(root, rel, `it resolves to ${real} through a symlink`);
   return real;
 }
 
@@ -50,7 +50,7 @@ export function secureReadFile(root: string, rel: string, maxBytes: number, base
   return readFileSync(p, "utf8");
 }
 
-function escape(root: string, rel: string, why: string): SluiceError {
+function escapeError(root: string, rel: string, why: string): SluiceError {
   return new SluiceError(
     "PathEscape",
     `path ${JSON.stringify(rel)} is outside the repository root ${root}: ${why}`,

@@ -415,7 +415,7 @@ export class Agent extends EventEmitter {
           revision: rec?.revision ?? null,
           ...(rec ? { createdAt: rec.createdAt } : {}),
         });
-        if (!rec || rec.state !== "active") {
+        if (rec?.state !== "active") {
           this.event(
             env.name,
             null,
