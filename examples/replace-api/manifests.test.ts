@@ -1,6 +1,6 @@
 // What a user keeps in Git beside the app: the Kustomize tree builds with the real kustomize for every
 // overlay, the ${VAR} placeholders survive the build and are all defined by the layered replace.json
-// files (plus what the engine supplies), and the smoke test in sluice/checks.yaml passes against the app.
+// files (plus what the engine supplies), and the smoke test in deploy/base/smoketest.yaml passes against the app.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -109,13 +109,12 @@ describe("deploy/ overlays", () => {
 });
 
 describe("sluice/", () => {
-  test("apps.yaml and checks.yaml are valid Sluice configuration", () => {
+  test("apps.yaml is valid Sluice configuration", () => {
     const config = loadConfig(here, "sluice");
     assert.deepEqual(config.objects.map((o) => `${o.kind}/${o.metadata.name}`).sort(), [
       "Environments/branches",
       "GitRepository/replace-api",
       "Kustomization/replace-api",
-      "SmokeTest/replace-api",
     ]);
     const [envs] = byKind(config, "Environments");
     assert.deepEqual(
@@ -131,7 +130,7 @@ describe("sluice/", () => {
   });
 
   test("the seed's test.sh cases pass against the app", async () => {
-    const smoke = parse(readFileSync(join(here, "sluice", "checks.yaml"), "utf8")) as {
+    const smoke = parse(readFileSync(join(here, "deploy", "base", "smoketest.yaml"), "utf8")) as {
       kind: string;
       spec: { checks: { name: string; tcp?: object; http?: Loose }[] };
     };

@@ -3,6 +3,7 @@ import { execFileSync } from "node:child_process";
 import { realpathSync, statSync } from "node:fs";
 import { dirname, relative, resolve } from "node:path";
 import { isInside, isSluiceError, SluiceError } from "../core/index.js";
+import { readOverride } from "../envs/index.js";
 import type { RenderOptions } from "../render/index.js";
 import { loadAgeIdentities } from "../sops/index.js";
 
@@ -71,9 +72,13 @@ export async function renderOptions(path: string, flags: RenderFlags): Promise<R
   const mo = positiveInt("--max-objects", flags.maxObjects);
   if (mfb) limits.maxFileBytes = mfb;
   if (mo) limits.maxObjects = mo;
+  // A local override (.sluice/override.yaml, ignored by Git) makes this working copy render as
+  // the named environment, whatever its branch: its variables form the environment layer.
+  const override = readOverride(root);
   return {
     root,
     path: relative(root, abs) || ".",
+    ...(override ? { environmentVars: { ...override.vars, ENV: override.config } } : {}),
     vars: parseVarFlags(flags.var),
     varsFiles: (flags.varsFile ?? []).map((f) => resolve(f)),
     allowUndefined: flags.allowUndefined ?? false,

@@ -4,33 +4,12 @@
  */
 import { Command, Option } from "commander";
 import { maskSecrets, render, toYamlStream } from "../render/index.js";
-import { collect, type RenderFlags, renderOptions, reportError } from "./common.js";
-
-export function addRenderFlags(cmd: Command): Command {
-  return cmd
-    .option("--var <NAME=value>", "set a variable (highest precedence; repeatable)", collect, [])
-    .option(
-      "--vars-file <file>",
-      "read variables from a replace.json, vars.yaml or .env file (repeatable)",
-      collect,
-      [],
-    )
-    .option(
-      "--allow-undefined",
-      "undefined variables become empty strings (Flux's behaviour) instead of an error",
-    )
-    .option(
-      "--age-key-file <file>",
-      "age identities for SOPS decryption (else SOPS_AGE_KEY_FILE or SOPS_AGE_KEY)",
-    )
-    .option(
-      "--root <dir>",
-      "repository root that every path must stay inside (default: the enclosing Git work tree)",
-    )
-    .option("--allow-remote-resources", "let kustomizations reference remote bases")
-    .option("--max-file-bytes <n>", "largest file read from the repository")
-    .option("--max-objects <n>", "most objects one render may produce");
-}
+import { type RenderFlags, renderOptions, reportError } from "./common.js";
+import { registerDemo } from "./demo.js";
+import { addRenderFlags } from "./flags.js";
+import { registerLocal } from "./local.js";
+import { registerRemoteCommands } from "./remote.js";
+import { registerServe } from "./serve.js";
 
 export function buildProgram(): Command {
   const program = new Command("sluice")
@@ -54,6 +33,10 @@ export function buildProgram(): Command {
       flags.output === "json" ? `${JSON.stringify(objects, null, 2)}\n` : toYamlStream(objects),
     );
   });
+  registerLocal(program);
+  registerServe(program);
+  registerRemoteCommands(program);
+  registerDemo(program);
   return program;
 }
 

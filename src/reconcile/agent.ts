@@ -39,6 +39,7 @@ import type { EnvironmentRecord, RunStage, Store, UnitStatus } from "../store/in
 import type { Target } from "../targets/index.js";
 import { analyzeGraph } from "./graph.js";
 import { AgentMetrics } from "./metrics.js";
+import { splitSluiceObjects } from "./sluiceobjects.js";
 import { WorkQueue } from "./queue.js";
 import { type AgentEvent, type PostApplyHook, parseUnitKey, type Reason, unitKey } from "./types.js";
 
@@ -577,7 +578,8 @@ export class Agent extends EventEmitter {
       revision = artifact.revision;
       base.revision = revision;
       this.writeStatus(base, prior?.ready ?? "Unknown", "Progressing", `Reconciling revision ${revision}`);
-      const objects = await stage("render", "BuildFailed", () => this.renderUnit(env, kust, artifact));
+      const rendered = await stage("render", "BuildFailed", async () => splitSluiceObjects(await this.renderUnit(env, kust, artifact)));
+      const objects = rendered.workloads;
       const target = this.opts.target(env.target);
       const result = await stage("apply", "ReconciliationFailed", () =>
         target.apply({ env: env.name, unit }, objects, {
@@ -597,7 +599,7 @@ export class Agent extends EventEmitter {
         throw new StageError("HealthCheckFailed", new Error(`health check failed: ${bad.join("; ")}`));
       }
       if (this.opts.postApply)
-        await stage("checks", "SmokeTestFailed", () => this.opts.postApply!({ env, unit, objects }));
+        await stage("checks", "SmokeTestFailed", () => this.opts.postApply!({ env, unit, objects, smokeTests: rendered.smokeTests }));
       const counts = countActions(changeSet);
       const drift =
         prior?.lastAppliedRevision === revision && counts.created + counts.configured + counts.deleted > 0;

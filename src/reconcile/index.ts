@@ -14,3 +14,4 @@ export {
   type UnitKey,
   unitKey,
 } from "./types.js";
+export { type SmokeTestObject, splitSluiceObjects } from "./sluiceobjects.js";

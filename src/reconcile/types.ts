@@ -1,5 +1,6 @@
 import type { KubeObject } from "../core/index.js";
 import type { Environment } from "../envs/index.js";
+import type { SmokeTestObject } from "./sluiceobjects.js";
 import type { ChangeSet } from "../plan/index.js";
 
 /** A unit is one Kustomization of one environment: the thing that is rendered and applied. */
@@ -47,4 +48,9 @@ export type AgentEvent =
   | { type: "run"; env: string; unit: string; runId: number; result: string; changeSet?: ChangeSet };
 
 /** A hook run after a unit applied and became healthy (smoke tests); throwing fails the run. */
-export type PostApplyHook = (ctx: { env: Environment; unit: string; objects: KubeObject[] }) => Promise<void>;
+export type PostApplyHook = (ctx: {
+  env: Environment;
+  unit: string;
+  objects: KubeObject[];
+  smokeTests: SmokeTestObject[];
+}) => Promise<void>;

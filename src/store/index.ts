@@ -10,8 +10,9 @@
  *   `synchronous = FULL` (an fsync per commit) so they also survive power loss — they are few per
  *   reconcile, and they are what convergence and pruning are decided from after a restart.
  * - One agent per state directory: `openStore` takes `agent.lock` (created with O_EXCL, holding
- *   `{pid, host, startedAt}`); a live holder makes it fail with {@link StoreLockedError}, a dead one's
- *   lock is taken over and reported in {@link Store.warnings}. `{ readOnly: true }` reads without it.
+ *   `{pid, host, startedAt}` and, on Linux, the boot id and process start ticks); a live holder makes
+ *   it fail with {@link StoreLockedError}, a dead one's lock is taken over and reported in
+ *   {@link Store.warnings}. `{ readOnly: true }` reads without it. See `_lock.ts` for the rules.
  * - Inventories are written in one transaction per unit: a reader sees the old set or the new set,
  *   never a mix, and a crash mid-write leaves the old set.
  * - API tokens are random 256-bit strings shown once; the store keeps only their SHA-256 and

@@ -4,12 +4,22 @@
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { isSluiceError } from "../core/index.js";
+import { processStartTicks } from "./_lock.js";
 import { openStore, StoreLockedError } from "./index.js";
 
 const root = mkdtempSync(join(tmpdir(), "sluice-lock-"));
@@ -176,55 +186,81 @@ test("a lock naming our own pid from an earlier incarnation (restarted container
   }
 });
 
-test("a live pid counts as the holder unless it started after the lock was written (pid reuse)", async () => {
+test("a live pid holds the lock only while it is the same process: a reused pid or a reboot makes it stale", async () => {
   const sleeper = spawn("sleep", ["30"], { stdio: "ignore" });
   children.add(sleeper);
   await new Promise((r) => setTimeout(r, 100));
   const pid = sleeper.pid!;
+  const ticks = processStartTicks(pid)!;
+  const bootId = readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+  const lockIn = (info: object) => {
+    const dir = freshDir();
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(
+      join(dir, "agent.lock"),
+      JSON.stringify({ pid, host: hostname(), startedAt: "2024-01-01T00:00:00.000Z", ...info }),
+    );
+    return dir;
+  };
+  const warningOf = (dir: string) => {
+    const s = openStore(dir);
+    s.close();
+    return s.warnings[0] ?? "";
+  };
   try {
-    const fresh = freshDir();
-    mkdirSync(fresh, { recursive: true });
-    writeFileSync(
-      join(fresh, "agent.lock"),
-      JSON.stringify({ pid, host: hostname(), startedAt: new Date().toISOString() }),
-    );
-    assert.throws(
-      () => openStore(fresh),
-      (e: unknown) => e instanceof StoreLockedError && e.message.includes(`pid ${pid}`),
-    );
-
-    const old = freshDir();
-    mkdirSync(old, { recursive: true });
-    writeFileSync(
-      join(old, "agent.lock"),
-      JSON.stringify({ pid, host: hostname(), startedAt: "2001-01-01T00:00:00.000Z" }),
-    );
-    const s = openStore(old);
-    try {
-      assert.match(
-        s.warnings[0] ?? "",
-        new RegExp(`stale lock.*pid ${pid} now belongs to a process started after the lock`),
+    assert.ok(Number.isInteger(ticks));
+    for (const info of [{ bootId, startTicks: ticks }, {}]) {
+      assert.throws(
+        () => openStore(lockIn(info)),
+        (e: unknown) => e instanceof StoreLockedError && e.message.includes(`pid ${pid}`),
+        "the same process (or no way to tell) means held",
       );
-    } finally {
-      s.close();
     }
+    assert.match(
+      warningOf(lockIn({ bootId, startTicks: ticks - 1 })),
+      new RegExp(`stale lock.*pid ${pid} now belongs to another process`),
+    );
+    assert.match(
+      warningOf(lockIn({ bootId: "another-boot", startTicks: ticks })),
+      /stale lock.*before this host rebooted/,
+    );
   } finally {
     await killHard(sleeper);
   }
 });
 
-test("a lock from another host is respected; an unreadable lock file is stale", () => {
+test("a lock from another host is held while its holder refreshes it, stale after two quiet minutes", () => {
   const remote = freshDir();
   mkdirSync(remote, { recursive: true });
-  writeFileSync(
-    join(remote, "agent.lock"),
-    JSON.stringify({ pid: 1, host: "build-07", startedAt: "2024-01-01T00:00:00Z" }),
-  );
+  const lockFile = join(remote, "agent.lock");
+  writeFileSync(lockFile, JSON.stringify({ pid: 1, host: "build-07", startedAt: "2024-01-01T00:00:00Z" }));
   assert.throws(
     () => openStore(remote),
     (e: unknown) => e instanceof StoreLockedError && /pid 1 on host build-07/.test(e.message),
   );
+  const old = new Date(Date.now() - 10 * 60_000);
+  utimesSync(lockFile, old, old);
+  const s = openStore(remote);
+  s.close();
+  assert.match(s.warnings[0] ?? "", /stale lock.*pid 1 on host build-07.*has not refreshed it for \d+ s/);
+});
 
+test("an open store keeps touching its lock so other hosts see it alive", (t) => {
+  t.mock.timers.enable({ apis: ["setInterval"] });
+  const dir = freshDir();
+  const s = openStore(dir);
+  try {
+    const lockFile = join(dir, "agent.lock");
+    const old = new Date(Date.now() - 10 * 60_000);
+    utimesSync(lockFile, old, old);
+    t.mock.timers.tick(15_000);
+    assert.ok(Date.now() - statSync(lockFile).mtimeMs < 5_000, "refreshed");
+  } finally {
+    s.close();
+  }
+});
+
+test("an unreadable lock file is stale", () => {
   const garbled = freshDir();
   mkdirSync(garbled, { recursive: true });
   writeFileSync(join(garbled, "agent.lock"), "");

@@ -22,7 +22,7 @@ export interface PodmanResult {
 }
 
 export interface PodmanOptions {
-  /** Input written to podman's stdin. */
+  /** Kill podman after this long (default 2 minutes). */
   timeoutMs?: number;
 }
 
@@ -32,12 +32,9 @@ const NOISE = /^.*failed to connect to syslog.*$/gm;
 export class Podman {
   readonly path: string;
   readonly conf: string;
-  private readonly env: NodeJS.ProcessEnv;
-
   constructor(path = "podman", conf = defaultContainersConf()) {
     this.path = path;
     this.conf = conf;
-    this.env = { ...process.env, CONTAINERS_CONF: conf };
   }
 
   /** Runs podman; rejects with a SluiceError naming the command (arguments are never secret). */
@@ -46,7 +43,12 @@ export class Podman {
       execFile(
         this.path,
         args,
-        { env: this.env, maxBuffer: 64 * 1024 * 1024, timeout: opts.timeoutMs ?? 120_000, encoding: "utf8" },
+        {
+          env: { ...process.env, CONTAINERS_CONF: this.conf },
+          maxBuffer: 64 * 1024 * 1024,
+          timeout: opts.timeoutMs ?? 120_000,
+          encoding: "utf8",
+        },
         (err, stdout, stderr) => {
           const errText = String(stderr ?? "")
             .replace(NOISE, "")

@@ -1,0 +1,149 @@
+/**
+ * `sluice serve`: the long-running agent. Opens the state store (one agent per state directory),
+ * starts the reconciler on the local target and the HTTP API, and on first start creates an
+ * operator token in `<state-dir>/operator-token` (mode 0600; never printed or logged).
+ */
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import type { Command } from "commander";
+import pino, { type Logger } from "pino";
+import { assertPassed, runSmokeTest } from "../checks/index.js";
+import { SluiceError } from "../core/index.js";
+import { Agent, type PostApplyHook } from "../reconcile/index.js";
+import { createApiServer } from "../server/index.js";
+import { loadAgeIdentities } from "../sops/index.js";
+import { GitSource } from "../source/index.js";
+import { openStore, type Store } from "../store/index.js";
+import type { Target } from "../targets/index.js";
+import { createLocalTarget, type LocalTarget } from "../targets/local/index.js";
+
+export interface ServeOptions {
+  config: string;
+  stateDir: string;
+  listen: string;
+  concurrency?: number;
+  ageKeyFile?: string;
+  log?: Logger;
+  /** Reported after each smoke-test check (the demo prints them like the seed's test.sh). */
+  onCheck?: (env: string, unit: string, line: string) => void;
+}
+
+export interface Running {
+  agent: Agent;
+  store: Store;
+  local: LocalTarget;
+  url: string;
+  tokenFile: string;
+  stop(): Promise<void>;
+}
+
+export function defaultStateDir(): string {
+  return resolve(process.env.SLUICE_STATE_DIR ?? ".sluice/state");
+}
+
+/** Starts everything `sluice serve` runs; used by the command, the demo and the tests. */
+export async function startServe(opts: ServeOptions): Promise<Running> {
+  const log = opts.log ?? pino({ level: process.env.SLUICE_LOG_LEVEL ?? "info" });
+  mkdirSync(opts.stateDir, { recursive: true });
+  const store = openStore(opts.stateDir);
+  for (const w of store.warnings) log.warn(w);
+  try {
+    const tokenFile = join(opts.stateDir, "operator-token");
+    if (store.listTokens().length === 0 || !existsSync(tokenFile)) {
+      try {
+        store.revokeToken("operator");
+      } catch {
+        // there was none
+      }
+      writeFileSync(tokenFile, `${store.addToken("operator", "operator")}\n`, { mode: 0o600 });
+    }
+    const local = await createLocalTarget({ stateDir: join(opts.stateDir, "local"), log: (m: string) => log.debug(m) });
+    const target = (name: string): Target => {
+      if (name === "local") return local;
+      throw new SluiceError("TargetUnavailable", `target ${name} is not available in this agent`, {
+        hint: "environments run on the local target; Kubernetes targets need a kubeconfig context",
+      });
+    };
+    const ids = await loadAgeIdentities({ keyFile: opts.ageKeyFile, env: process.env });
+    // Smoke tests declared next to the configuration run after a unit is healthy.
+    const postApply: PostApplyHook = async ({ env, unit, smokeTests }) => {
+      for (const st of smokeTests) {
+        const ns = st.spec.service.namespace ?? st.namespace ?? "default";
+        const want = st.spec.service;
+        const ports = local.serviceAddresses({ env: env.name, unit }).filter((a) => a.namespace === ns && a.name === want.name);
+        const addr = (ports.find((a) => a.port === Number(want.port)) ?? ports[0])?.address;
+        if (!addr) {
+          throw new SluiceError("HealthCheckFailed", `smoke test ${st.name}: Service ${ns}/${st.spec.service.name} has no local address`);
+        }
+        const report = await runSmokeTest(st.spec, addr, (r) => opts.onCheck?.(env.name, unit, `${r.ok ? "✓" : "✗"} ${r.name}: ${r.detail}`));
+        assertPassed(st.name, report);
+      }
+    };
+    const agent = new Agent({
+      configPath: resolve(opts.config),
+      configRoot: resolve(opts.config, existsSync(join(opts.config, ".")) ? "." : ".."),
+      store,
+      source: new GitSource({ cacheDir: join(opts.stateDir, "git") }),
+      target,
+      log,
+      concurrency: opts.concurrency ?? 4,
+      ...(ids.identities.length ? { ageIdentities: ids } : {}),
+      postApply,
+    });
+    const [host, port] = parseListen(opts.listen);
+    await agent.start();
+    const api = await createApiServer({ agent, store, log, host, port });
+    log.info({ url: api.url, tokenFile }, "sluice is serving");
+    return {
+      agent,
+      store,
+      local,
+      url: api.url,
+      tokenFile,
+      stop: async () => {
+        await api.close();
+        await agent.stop();
+        await local.close();
+        store.close();
+      },
+    };
+  } catch (e) {
+    store.close();
+    throw e;
+  }
+}
+
+function parseListen(s: string): [string, number] {
+  const m = /^(?:([0-9.]+|localhost):)?(\d+)$/.exec(s);
+  if (!m) throw new SluiceError("ConfigInvalid", `--listen ${s}: expected HOST:PORT or PORT`);
+  return [m[1] ?? "127.0.0.1", Number(m[2])];
+}
+
+export function registerServe(program: Command): void {
+  program
+    .command("serve")
+    .description("run the agent: reconcile every environment, serve the API, webhooks and metrics")
+    .requiredOption("--config <path>", "directory or file with GitRepository/Kustomization/Environments/… objects")
+    .option("--state-dir <dir>", "state directory (SQLite store, caches, local target state)", defaultStateDir())
+    .option("--listen <addr>", "API address", "127.0.0.1:7070")
+    .option("--concurrency <n>", "units reconciled at once", "4")
+    .option("--age-key-file <file>", "age identities for SOPS decryption")
+    .action(async (o: { config: string; stateDir: string; listen: string; concurrency: string; ageKeyFile?: string }) => {
+      const running = await startServe({
+        config: o.config,
+        stateDir: resolve(o.stateDir),
+        listen: o.listen,
+        concurrency: Number(o.concurrency),
+        ...(o.ageKeyFile ? { ageKeyFile: o.ageKeyFile } : {}),
+      });
+      process.stderr.write(`sluice serving at ${running.url} (operator token in ${running.tokenFile})\n`);
+      await new Promise<void>((done) => {
+        const stop = () => {
+          process.stderr.write("stopping…\n");
+          void running.stop().then(done);
+        };
+        process.once("SIGINT", stop);
+        process.once("SIGTERM", stop);
+      });
+    });
+}

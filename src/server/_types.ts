@@ -1,0 +1,19 @@
+import type { Agent } from "../reconcile/index.js";
+
+/**
+ * What the server needs of the agent. The real {@link Agent} satisfies it; tests pass a small
+ * fake. `started` is optional: when the agent exposes it, `/readyz` reports it.
+ */
+export type ApiAgent = Pick<
+  Agent,
+  | "listEnvironments"
+  | "listUnits"
+  | "listSources"
+  | "requestReconcile"
+  | "setSuspended"
+  | "notifyPush"
+  | "configuration"
+  | "metrics"
+  | "on"
+  | "off"
+> & { readonly started?: boolean };
