@@ -65,6 +65,8 @@ export interface ApiServer {
   url: string;
   /** Ends the event streams, stops listening and closes every connection. */
   close(): Promise<void>;
+  /** How many `/api/v1/stream` clients are connected. */
+  streamCount(): number;
 }
 
 /** The JSON shapes of the API's answers (for clients such as the CLI). */
@@ -195,5 +197,5 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
     });
     return closing;
   };
-  return { server, url, close };
+  return { server, url, close, streamCount: () => stream.size };
 }

@@ -1,0 +1,164 @@
+/**
+ * A real agent for integration tests: real git served by `git http-backend`, the real local
+ * podman target, a real SQLite store. Everything is labelled and removed after the test file.
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { execFileSync } from "node:child_process";
+import pino from "pino";
+import { Agent, type AgentOptions } from "../../src/reconcile/index.js";
+import { GitSource, type GitServer, startGitServer } from "../../src/source/index.js";
+import { openStore, type Store } from "../../src/store/index.js";
+import { createLocalTarget, type LocalTarget } from "../../src/targets/local/index.js";
+
+export const WEB_IMAGE = "localhost/sluice/busybox:latest";
+
+/** A Deployment of busybox httpd answering `message`, plus its Service on `port`. */
+export function webApp(opts: { name: string; message: string; port: number; replicas?: number }): string {
+  return `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: ${opts.name}}
+spec:
+  replicas: ${opts.replicas ?? 1}
+  selector: {matchLabels: {app: ${opts.name}}}
+  template:
+    metadata: {labels: {app: ${opts.name}}}
+    spec:
+      containers:
+        - name: web
+          image: ${WEB_IMAGE}
+          command: ["sh", "-c", "mkdir -p /www && echo ${opts.message} > /www/index.html && exec httpd -f -p 8080 -h /www"]
+          ports: [{containerPort: 8080}]
+          readinessProbe: {httpGet: {path: /, port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ${opts.name}}
+spec:
+  selector: {app: ${opts.name}}
+  ports: [{port: ${opts.port}, targetPort: 8080}]
+`;
+}
+
+export interface Harness {
+  dir: string;
+  server: GitServer;
+  work: string;
+  git(...args: string[]): string;
+  commitAndPush(files: Record<string, string>, branch: string, message?: string): string;
+  startAgent(config: string, extra?: Partial<AgentOptions>): Promise<{ agent: Agent; store: Store; local: LocalTarget; stop(): Promise<void> }>;
+  cleanup(): Promise<void>;
+}
+
+const gitEnv = {
+  ...process.env,
+  GIT_AUTHOR_NAME: "t",
+  GIT_AUTHOR_EMAIL: "t@sluice.invalid",
+  GIT_COMMITTER_NAME: "t",
+  GIT_COMMITTER_EMAIL: "t@sluice.invalid",
+};
+
+export async function harness(repo: string, files: Record<string, string>): Promise<Harness> {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-agent-"));
+  const server = await startGitServer({ root: join(dir, "git") });
+  await server.createRepo(repo, files, "main");
+  const work = join(dir, "work");
+  execFileSync("git", ["clone", "-q", server.repoUrl(repo), work], { env: gitEnv });
+  const git = (...args: string[]) => execFileSync("git", args, { cwd: work, env: gitEnv, encoding: "utf8" }).trim();
+  const agents: { stop(): Promise<void>; local: LocalTarget }[] = [];
+  return {
+    dir,
+    server,
+    work,
+    git,
+    commitAndPush(changes, branch, message = "change") {
+      git("checkout", "-q", "-B", branch, `origin/${branch}`);
+      for (const [p, c] of Object.entries(changes)) {
+        mkdirSync(join(work, p, ".."), { recursive: true });
+        if (c === "") rmSync(join(work, p), { force: true });
+        else writeFileSync(join(work, p), c);
+      }
+      git("add", "-A");
+      git("commit", "-q", "-m", message);
+      git("push", "-q", "origin", `HEAD:${branch}`);
+      return git("rev-parse", "HEAD");
+    },
+    async startAgent(config, extra = {}) {
+      const state = join(dir, "state");
+      mkdirSync(join(state, "config"), { recursive: true });
+      writeFileSync(join(state, "config", "sluice.yaml"), config.replaceAll("GIT_URL", server.repoUrl(repo)));
+      const store = openStore(state);
+      const local = await createLocalTarget({ stateDir: join(state, "local") });
+      const agent = new Agent({
+        configPath: join(state, "config"),
+        configRoot: join(state, "config"),
+        store,
+        source: new GitSource({ cacheDir: join(state, "git") }),
+        target: () => local,
+        log: pino({ level: "silent" }),
+        concurrency: 2,
+        backoff: { baseMs: 200, maxMs: 2000 },
+        ...extra,
+      });
+      await agent.start();
+      const h = {
+        agent,
+        store,
+        local,
+        stop: async () => {
+          await agent.stop();
+          await local.close();
+          store.close();
+        },
+      };
+      agents.push(h);
+      return h;
+    },
+    async cleanup() {
+      for (const a of agents) {
+        try {
+          await a.stop();
+        } catch {
+          // already stopped
+        }
+      }
+      // Remove every pod the agents made: every unit any environment ever had, from the store.
+      const state = join(dir, "state");
+      const store = openStore(state, { readOnly: true });
+      const units = new Set<string>();
+      for (const u of store.listUnitStatus()) units.add(`${u.env}\t${u.unit}`);
+      for (const i of store.listInventories()) units.add(`${i.env}\t${i.unit}`);
+      store.close();
+      const local = await createLocalTarget({ stateDir: join(state, "local") });
+      for (const key of units) {
+        const [env, unit] = key.split("\t") as [string, string];
+        await local.destroy({ env, unit }).catch(() => {});
+      }
+      await local.close();
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Polls `fn` until it returns a truthy value or the time is up. */
+export async function eventually<T>(fn: () => T | Promise<T>, what: string, timeoutMs = 60_000): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v as NonNullable<T>;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+export async function httpText(port: number): Promise<string> {
+  const r = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(2000) });
+  return (await r.text()).trim();
+}
