@@ -3,10 +3,11 @@
  * SQLite. Each test gets its own repository, agent and state.
  */
 import assert from "node:assert/strict";
-import { after, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { eventually, harness, httpText, webApp } from "./support/agent.js";
 
-const config = (extra = "") => `apiVersion: source.toolkit.fluxcd.io/v1
+/** One GitRepository, unit `web`, and main → environment `env` (unique per test: pods are shared). */
+const config = (env: string, extra = "") => `apiVersion: source.toolkit.fluxcd.io/v1
 kind: GitRepository
 metadata: {name: app}
 spec: {url: GIT_URL, interval: 1h, ref: {branch: main}}
@@ -21,63 +22,61 @@ spec:
   retryInterval: 1s
   prune: true
   timeout: 60s
-${extra}`;
-
-const environments = `---
+---
 apiVersion: sluice.dev/v1alpha1
 kind: Environments
 metadata: {name: branches}
 spec:
   sourceRef: {name: app}
   rules:
-    - {branch: main, name: production, protected: true, vars: {PORT: "18481"}}
-    - {branch: "feature/*", name: "preview-{{branch.slug}}", vars: {PORT: "18482"}}
-`;
+    - {branch: main, name: ${env}, protected: true, vars: {PORT: "18481"}}
+    - {branch: "feature/*", name: "${env}-{{branch.slug}}", vars: {PORT: "18482"}}
+${extra}`;
 
 describe("reconciler", () => {
-  test("a push to the watched branch is applied and healthy; the agent reports the revision", async () => {
+  test("a push to the watched branch is applied and healthy; the agent reports the revision", async (t) => {
     const h = await harness("app", { "web/app.yaml": webApp({ name: "web", message: "v1", port: 18471 }) });
-    after(() => h.cleanup());
-    const { agent, store } = await h.startAgent(config());
-    await eventually(() => store.getUnitStatus("default", "web")?.ready === "True", "web Ready");
+    t.after(() => h.cleanup());
+    const { agent, store } = await h.startAgent(config("r1"));
+    await eventually(() => store.getUnitStatus("r1", "web")?.ready === "True", "web Ready");
     assert.equal(await httpText(18471), "v1");
     const sha = h.commitAndPush({ "web/app.yaml": webApp({ name: "web", message: "v2", port: 18471 }) }, "main");
     await agent.notifyPush({ sources: ["app"] });
     await eventually(async () => (await httpText(18471)) === "v2", "v2 answering", 60_000);
-    const st = store.getUnitStatus("default", "web")!;
+    const st = store.getUnitStatus("r1", "web")!;
     assert.equal(st.lastAppliedRevision, `main@sha1:${sha}`);
-    const runs = store.listRuns({ env: "default", unit: "web" });
+    const runs = store.listRuns({ env: "r1", unit: "web" });
     assert.ok(runs.some((r) => r.result === "succeeded" && r.revision === `main@sha1:${sha}`));
   });
 
-  test("a new branch matching a preview rule creates an environment; deleting the branch destroys it", async () => {
+  test("a new branch matching a preview rule creates an environment; deleting the branch destroys it", async (t) => {
     const app = webApp({ name: "web", message: "${ENV}", port: 0 }).replace("port: 0", "port: ${PORT}");
     const h = await harness("app", { "web/app.yaml": app });
-    after(() => h.cleanup());
-    const { agent, store, local } = await h.startAgent(config(environments));
-    await eventually(() => store.getUnitStatus("production", "web")?.ready === "True", "production Ready");
+    t.after(() => h.cleanup());
+    const { agent, store, local } = await h.startAgent(config("r2"));
+    await eventually(() => store.getUnitStatus("r2", "web")?.ready === "True", "r2 Ready");
     h.git("checkout", "-q", "-b", "feature/x");
     h.git("push", "-q", "origin", "feature/x");
     await agent.notifyPush({ sources: ["app"] });
-    await eventually(() => store.getUnitStatus("preview-feature-x", "web")?.ready === "True", "preview Ready");
-    assert.equal(await httpText(18482), "preview-feature-x");
-    assert.equal(await httpText(18481), "production");
+    await eventually(() => store.getUnitStatus("r2-feature-x", "web")?.ready === "True", "preview Ready");
+    assert.equal(await httpText(18482), "r2-feature-x");
+    assert.equal(await httpText(18481), "r2");
     h.git("push", "-q", "origin", "--delete", "feature/x");
     await agent.notifyPush({ sources: ["app"] });
-    await eventually(() => store.getEnvironment("preview-feature-x")?.state === "destroyed", "preview destroyed");
-    assert.equal(local.serviceAddress({ env: "preview-feature-x", unit: "web" }, "default", "web"), undefined);
-    assert.equal(store.getInventory("preview-feature-x", "web"), undefined);
-    assert.equal(store.getUnitStatus("production", "web")?.ready, "True", "production untouched");
+    await eventually(() => store.getEnvironment("r2-feature-x")?.state === "destroyed", "preview destroyed");
+    assert.equal(local.serviceAddress({ env: "r2-feature-x", unit: "web" }, "default", "web"), undefined);
+    assert.equal(store.getInventory("r2-feature-x", "web"), undefined);
+    assert.equal(store.getUnitStatus("r2", "web")?.ready, "True", "r2 untouched");
   });
 
-  test("dependsOn: a unit waits for its dependency; a cycle is reported and nothing in it applied", async () => {
+  test("dependsOn: a unit waits for its dependency; a cycle is reported and nothing in it applied", async (t) => {
     const h = await harness("app", {
       "web/app.yaml": webApp({ name: "web", message: "web", port: 18473 }),
       "db/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: db}\ndata: {a: b}\n",
       "a/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {a: b}\n",
       "b/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\ndata: {a: b}\n",
     });
-    after(() => h.cleanup());
+    t.after(() => h.cleanup());
     const unit = (name: string, deps: string[]) => `---
 apiVersion: kustomize.toolkit.fluxcd.io/v1
 kind: Kustomization
@@ -89,44 +88,47 @@ spec:
   prune: true
   dependsOn: [${deps.map((d) => `{name: ${d}}`).join(", ")}]
 `;
-    const cfg = config().replace("  prune: true\n", "  prune: true\n  dependsOn: [{name: db}]\n") + unit("db", []) + unit("a", ["b"]) + unit("b", ["a"]);
+    const cfg = config("r3").replace("  prune: true\n", "  prune: true\n  dependsOn: [{name: db}]\n") + unit("db", []) + unit("a", ["b"]) + unit("b", ["a"]);
     const { store } = await h.startAgent(cfg);
-    await eventually(() => store.getUnitStatus("default", "web")?.ready === "True", "web Ready after db");
-    const db = store.getUnitStatus("default", "db")!;
-    const web = store.getUnitStatus("default", "web")!;
+    await eventually(() => store.getUnitStatus("r3", "web")?.ready === "True", "web Ready after db");
+    const db = store.getUnitStatus("r3", "db")!;
+    const web = store.getUnitStatus("r3", "web")!;
     assert.ok(db.lastAppliedAt! <= web.lastAppliedAt!, "db applied before web");
-    const a = await eventually(() => store.getUnitStatus("default", "a"), "a status");
+    const a = await eventually(() => store.getUnitStatus("r3", "a"), "a status");
     assert.equal(a.reason, "DependencyCycle");
     assert.match(a.message, /dependency cycle: (a → b → a|b → a → b)/);
-    assert.equal(store.getInventory("default", "a"), undefined, "nothing in the cycle applied");
-    assert.equal(store.getInventory("default", "b"), undefined);
+    assert.equal(store.getInventory("r3", "a"), undefined, "nothing in the cycle applied");
+    assert.equal(store.getInventory("r3", "b"), undefined);
   });
 
-  test("a failing dependency holds back its dependents with DependencyNotReady", async () => {
+  test("a failing dependency holds back its dependents with DependencyNotReady", async (t) => {
     const h = await harness("app", {
       "web/app.yaml": webApp({ name: "web", message: "web", port: 18474 }),
       "db/bad.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: db}\ndata: {a: '${UNDEFINED}'}\n",
     });
-    after(() => h.cleanup());
-    const cfg = `${config().replace("  prune: true\n", "  prune: true\n  dependsOn: [{name: db}]\n")}---
+    t.after(() => h.cleanup());
+    const cfg = `${config("r4").replace("  prune: true\n", "  prune: true\n  dependsOn: [{name: db}]\n")}---
 apiVersion: kustomize.toolkit.fluxcd.io/v1
 kind: Kustomization
 metadata: {name: db}
 spec: {sourceRef: {kind: GitRepository, name: app}, path: ./db, interval: 1h, retryInterval: 1s, prune: true}
 `;
     const { store } = await h.startAgent(cfg);
-    const db = await eventually(() => store.getUnitStatus("default", "db")?.reason === "BuildFailed" && store.getUnitStatus("default", "db"), "db BuildFailed");
+    const db = await eventually(() => {
+      const s = store.getUnitStatus("r4", "db");
+      return s?.reason === "BuildFailed" ? s : undefined;
+    }, "db BuildFailed");
     assert.match(db.message, /UNDEFINED/);
-    const web = await eventually(() => store.getUnitStatus("default", "web"), "web status");
+    const web = await eventually(() => store.getUnitStatus("r4", "web"), "web status");
     assert.equal(web.reason, "DependencyNotReady");
-    assert.equal(store.getInventory("default", "web"), undefined, "web not applied");
+    assert.equal(store.getInventory("r4", "web"), undefined, "web not applied");
   });
 
-  test("the Git server down: the fetch error is shown, nothing is pruned, and the agent recovers by itself", async () => {
+  test("the Git server down: the fetch error is shown, nothing is pruned, and the agent recovers by itself", async (t) => {
     const h = await harness("app", { "web/app.yaml": webApp({ name: "web", message: "up", port: 18475 }) });
-    after(() => h.cleanup());
-    const { agent, store } = await h.startAgent(config().replace("interval: 1h, ref", "interval: 2s, ref"));
-    await eventually(() => store.getUnitStatus("default", "web")?.ready === "True", "Ready");
+    t.after(() => h.cleanup());
+    const { agent, store } = await h.startAgent(config("r5").replace("interval: 1h, ref", "interval: 2s, ref"));
+    await eventually(() => store.getUnitStatus("r5", "web")?.ready === "True", "Ready");
     h.server.setDown(true);
     await eventually(() => agent.listSources().some((s) => !s.ok && /503|ArtifactFailed|fail/i.test(s.message)), "fetch error shown", 30_000);
     assert.equal(await httpText(18475), "up", "still serving while the source is down");

@@ -1,4 +1,4 @@
-import type { Agent } from "../reconcile/index.js";
+import type { Agent, AgentEvent } from "../reconcile/index.js";
 
 /**
  * What the server needs of the agent. The real {@link Agent} satisfies it; tests pass a small
@@ -14,6 +14,8 @@ export type ApiAgent = Pick<
   | "notifyPush"
   | "configuration"
   | "metrics"
-  | "on"
-  | "off"
-> & { readonly started?: boolean };
+> & {
+  readonly started?: boolean;
+  on(event: "change", listener: (e: AgentEvent) => void): unknown;
+  off(event: "change", listener: (e: AgentEvent) => void): unknown;
+};

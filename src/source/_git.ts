@@ -68,8 +68,6 @@ function baseEnv(): Record<string, string> {
     LANG: "C",
     LC_ALL: "C",
     GIT_TERMINAL_PROMPT: "0",
-    GIT_ASKPASS: "/bin/false",
-    SSH_ASKPASS: "/bin/false",
     GIT_CONFIG_NOSYSTEM: "1",
     GIT_CONFIG_GLOBAL: "/dev/null",
     GIT_NO_REPLACE_OBJECTS: "1",
@@ -161,6 +159,6 @@ export function firstErrorLine(stderr: string): string {
     .split(/\r?\n/)
     .map((l) => l.trim())
     .filter((l) => l.length > 0 && !l.startsWith("hint:"));
-  const fatal = lines.find((l) => /^(fatal|error):/.test(l));
+  const fatal = lines.find((l) => l.startsWith("fatal:")) ?? lines.find((l) => l.startsWith("error:"));
   return (fatal ?? lines[0] ?? "").slice(0, 500);
 }

@@ -27,7 +27,8 @@ export function redactUrls(text: string): string {
 
 /** Redacts one URL for messages (userinfo removed, also for scp-like ssh forms with a password). */
 export function redactUrl(url: string): string {
-  return redactUrls(url);
+  // scp-like `user:password@host:path` has no scheme for redactUrls to anchor on.
+  return redactUrls(url).replace(/^[^@/\s:]+:[^@/\s]*@/, "***@");
 }
 
 function refuse(url: string, why: string, hint: string): SluiceError {
@@ -41,12 +42,12 @@ export function parseSourceUrl(url: string, opts: { allowFile: boolean }): Parse
   if (url.length === 0 || url.length > 2048) {
     throw refuse(url.slice(0, 80), "empty or longer than 2048 characters", "Set spec.url to a Git URL.");
   }
-  if (/[\s\0]/.test(url) || url.startsWith("-")) {
-    throw refuse(url, "it contains whitespace or starts with '-'", "Set spec.url to a plain Git URL.");
-  }
   // git's remote-helper syntax `<transport>::<address>` (ext::, fd::, …) runs arbitrary helpers.
   if (/^[A-Za-z0-9+.-]+::/.test(url)) {
     throw refuse(url, "the `<transport>::` helper syntax is not allowed", "Use an http(s), ssh or file URL.");
+  }
+  if (/[\s\0]/.test(url) || url.startsWith("-")) {
+    throw refuse(url, "it contains whitespace or starts with '-'", "Set spec.url to a plain Git URL.");
   }
   const m = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//.exec(url);
   if (!m) {

@@ -28,6 +28,14 @@ export interface GitServerOptions {
   port?: number;
   /** Called after every successful push with the refs it changed. */
   onPush?: (repo: string, refs: RefUpdate[]) => void;
+  /** Called when a request completes (for tests and demo logs). */
+  onRequest?: (r: {
+    method: string;
+    path: string;
+    status: number;
+    contentEncoding?: string;
+    chunked: boolean;
+  }) => void;
   /** Require HTTP basic auth for every request. */
   auth?: { username: string; password: string };
 }
@@ -170,7 +178,7 @@ export async function startGitServer(opts: GitServerOptions): Promise<GitServer>
       GIT_CONFIG_COUNT: "2",
       GIT_CONFIG_KEY_0: "http.receivepack",
       GIT_CONFIG_VALUE_0: "true",
-      GIT_CONFIG_KEY_1: "uploadpack.allowAnySHA1InWant",
+      GIT_CONFIG_KEY_1: "uploadpack.allowReachableSHA1InWant",
       GIT_CONFIG_VALUE_1: "true",
       GATEWAY_INTERFACE: "CGI/1.1",
       SERVER_PROTOCOL: `HTTP/${req.httpVersion}`,
@@ -219,6 +227,17 @@ export async function startGitServer(opts: GitServerOptions): Promise<GitServer>
     });
     child.on("close", (code) => {
       if (child.pid !== undefined) children.delete(child.pid);
+      try {
+        opts.onRequest?.({
+          method: req.method ?? "GET",
+          path: pathInfo,
+          status: headerDone ? res.statusCode : 500,
+          ...(enc ? { contentEncoding: enc } : {}),
+          chunked: req.headers["transfer-encoding"] === "chunked",
+        });
+      } catch {
+        // observers must not break the server
+      }
       if (!headerDone) {
         if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain" });
         res.end(`git http-backend failed: ${stderr.split("\n")[0] ?? ""}\n`);

@@ -25,7 +25,7 @@ import { GitRunError, type GitRunOptions, hardeningConfig, runGit } from "./_git
 import { IgnoreMatcher } from "./_ignore.js";
 import { pickSemverTag } from "./_semver.js";
 import { slugifyBranch } from "./_slug.js";
-import { checkSourceUrl, type ParsedSourceUrl, redactUrls } from "./_url.js";
+import { checkSourceUrl, type ParsedSourceUrl, redactUrl, redactUrls } from "./_url.js";
 
 export interface GitRepositorySpec {
   url: string;
@@ -109,7 +109,6 @@ function checkRefName(field: string, value: string): string {
     value.includes("..") ||
     value.includes("//") ||
     value.includes("@{") ||
-    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we refuse
     /[\x00-\x20\x7f~^:?*[\\]/.test(value)
   ) {
     throw invalidRef(field, value);
@@ -220,7 +219,12 @@ export class GitSource {
       if (!entry.startsWith(".tmp-") && (keepCommits.has(entry) || keepCommits.has(commit))) continue;
       await rm(path, { recursive: true, force: true });
     }
-    await rm(this.tmpDir, { recursive: true, force: true }).catch(() => {});
+    // Private index files and SSH key copies of running fetches live in tmp/: only stale ones go.
+    for (const t of await readdir(this.tmpDir).catch(() => [] as string[])) {
+      const p = join(this.tmpDir, t);
+      const st = await stat(p).catch(() => undefined);
+      if (st && Date.now() - st.mtimeMs > 15 * 60_000) await rm(p, { recursive: true, force: true });
+    }
     let repos: string[] = [];
     try {
       repos = await readdir(this.reposDir);
@@ -290,8 +294,8 @@ export class GitSource {
 
   private async resolve(url: ParsedSourceUrl, spec: GitRepositorySpec, auth: Auth): Promise<ResolvedRef> {
     const ref = spec.ref ?? {};
-    const lsRemote = async (args: string[]) => {
-      const out = await this.git(["ls-remote", ...args, "--", url.gitUrl], spec, auth, {
+    const lsRemote = async (flags: string[], patterns: string[] = []) => {
+      const out = await this.git(["ls-remote", ...flags, "--", url.gitUrl, ...patterns], spec, auth, {
         maxStdout: 32 * 1024 * 1024,
       });
       return parseLsRemote(out.toString("utf8"));
@@ -327,7 +331,7 @@ export class GitSource {
     }
     if (ref.name !== undefined) {
       const n = checkRefName("name", ref.name);
-      const { refs } = await lsRemote([]);
+      const { refs } = await lsRemote([], [n]);
       const sha = refs.get(`${n}^{}`) ?? refs.get(n);
       if (!sha) throw missing(n);
       return { fetch: n, label: n, commit: sha };
@@ -358,13 +362,13 @@ export class GitSource {
     }
     if (ref.branch !== undefined) {
       const full = `refs/heads/${checkRefName("branch", ref.branch)}`;
-      const { refs } = await lsRemote([full]);
+      const { refs } = await lsRemote([], [full]);
       const sha = refs.get(full);
       if (!sha) throw missing(full);
       return { fetch: full, label: ref.branch, commit: sha };
     }
     // No ref: the remote's default branch (HEAD).
-    const { refs, symrefs } = await lsRemote(["--symref", "HEAD"]);
+    const { refs, symrefs } = await lsRemote(["--symref"], ["HEAD"]);
     const target = symrefs.get("HEAD");
     const sha = refs.get("HEAD");
     if (!sha) throw missing("HEAD");
@@ -616,10 +620,13 @@ export class GitSource {
     if (e instanceof SluiceError) return e;
     const raw = e instanceof GitRunError ? e.message : errMessage(e);
     let detail = redactUrls(raw);
+    if (/could not read (Username|Password)|terminal prompts disabled/.test(detail)) {
+      detail = "authentication failed: the server requires credentials and none (or wrong ones) were given";
+    }
     for (const s of [...secrets, spec.secret?.password, spec.secret?.bearerToken]) {
       if (s && s.length >= 3) detail = detail.split(s).join("***");
     }
-    const url = redactUrls(spec.url);
+    const url = redactUrl(spec.url);
     const timedOut = e instanceof GitRunError && e.timedOut;
     return new SluiceError("ArtifactFailed", `git ${op} of ${url} failed: ${detail}`, {
       hint: hintFor(detail, timedOut),
@@ -642,7 +649,7 @@ export class GitSource {
 
 function hintFor(detail: string, timedOut: boolean): string {
   if (timedOut) return "The Git server did not answer in time; check it, or raise spec.timeout.";
-  if (/\b(401|403)\b|Authentication failed|could not read Username|Permission denied/i.test(detail)) {
+  if (/\b(401|403)\b|authentication failed|Permission denied/i.test(detail)) {
     return "Check the credentials in spec.secretRef (username/password, bearerToken or SSH identity).";
   }
   if (/couldn't find remote ref|no tag matches|not found in the repository/i.test(detail)) {

@@ -47,6 +47,8 @@ export interface Harness {
   work: string;
   git(...args: string[]): string;
   commitAndPush(files: Record<string, string>, branch: string, message?: string): string;
+  /** Writes the configuration (GIT_URL replaced) into the state directory; returns that directory. */
+  writeConfig(config: string): string;
   startAgent(config: string, extra?: Partial<AgentOptions>): Promise<{ agent: Agent; store: Store; local: LocalTarget; stop(): Promise<void> }>;
   cleanup(): Promise<void>;
 }
@@ -67,6 +69,12 @@ export async function harness(repo: string, files: Record<string, string>): Prom
   execFileSync("git", ["clone", "-q", server.repoUrl(repo), work], { env: gitEnv });
   const git = (...args: string[]) => execFileSync("git", args, { cwd: work, env: gitEnv, encoding: "utf8" }).trim();
   const agents: { stop(): Promise<void>; local: LocalTarget }[] = [];
+  const writeConfig = (config: string) => {
+    const state = join(dir, "state");
+    mkdirSync(join(state, "config"), { recursive: true });
+    writeFileSync(join(state, "config", "sluice.yaml"), config.replaceAll("GIT_URL", server.repoUrl(repo)));
+    return state;
+  };
   return {
     dir,
     server,
@@ -84,10 +92,9 @@ export async function harness(repo: string, files: Record<string, string>): Prom
       git("push", "-q", "origin", `HEAD:${branch}`);
       return git("rev-parse", "HEAD");
     },
+    writeConfig,
     async startAgent(config, extra = {}) {
-      const state = join(dir, "state");
-      mkdirSync(join(state, "config"), { recursive: true });
-      writeFileSync(join(state, "config", "sluice.yaml"), config.replaceAll("GIT_URL", server.repoUrl(repo)));
+      const state = writeConfig(config);
       const store = openStore(state);
       const local = await createLocalTarget({ stateDir: join(state, "local") });
       const agent = new Agent({

@@ -37,6 +37,8 @@ export interface EnsureImagesOptions {
   log?: (msg: string) => void;
   /** Rebuild even when the images exist. */
   force?: boolean;
+  /** Other names to build under (tests); default BUSYBOX_IMAGE and NODE_BASE_IMAGE. */
+  names?: { busybox: string; nodeBase: string };
 }
 
 /** Creates the local base images when they are missing. */
@@ -44,8 +46,8 @@ export async function ensureBaseImages(opts: EnsureImagesOptions = {}): Promise<
   const podman = new Podman(opts.podmanPath);
   const log = opts.log ?? ((m: string) => process.stderr.write(`${m}\n`));
   for (const [image, build] of [
-    [BUSYBOX_IMAGE, buildBusyboxRoot],
-    [NODE_BASE_IMAGE, buildNodeRoot],
+    [opts.names?.busybox ?? BUSYBOX_IMAGE, buildBusyboxRoot],
+    [opts.names?.nodeBase ?? NODE_BASE_IMAGE, buildNodeRoot],
   ] as const) {
     if (!opts.force && (await imageExists(podman, image))) continue;
     const dir = mkdtempSync(join(tmpdir(), "sluice-image-"));

@@ -46,11 +46,32 @@ before(async () => {
 after(async () => {
   for (const t of targets) await t.close();
   for (const env of envs) {
-    const pods = await podman.json<{ Id: string }[]>(["pod", "ps", "--format", "json", "--filter", `label=sluice.dev/env=${env}`]);
+    const pods = await podman.json<{ Id: string }[]>([
+      "pod",
+      "ps",
+      "--format",
+      "json",
+      "--filter",
+      `label=sluice.dev/env=${env}`,
+    ]);
     if (pods.length) await podman.run(["pod", "rm", "-f", "-t", "0", "--ignore", ...pods.map((p) => p.Id)]);
-    const ctrs = await podman.json<{ Id: string }[]>(["ps", "-a", "--format", "json", "--filter", `label=sluice.dev/env=${env}`]);
+    const ctrs = await podman.json<{ Id: string }[]>([
+      "ps",
+      "-a",
+      "--format",
+      "json",
+      "--filter",
+      `label=sluice.dev/env=${env}`,
+    ]);
     if (ctrs.length) await podman.run(["rm", "-f", "-t", "0", "--ignore", ...ctrs.map((c) => c.Id)]);
-    const vols = await podman.json<{ Name: string }[]>(["volume", "ls", "--format", "json", "--filter", `label=sluice.dev/env=${env}`]);
+    const vols = await podman.json<{ Name: string }[]>([
+      "volume",
+      "ls",
+      "--format",
+      "json",
+      "--filter",
+      `label=sluice.dev/env=${env}`,
+    ]);
     if (vols.length) await podman.run(["volume", "rm", "-f", ...vols.map((v) => v.Name)]);
   }
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
@@ -61,7 +82,11 @@ after(async () => {
 const WEB_CMD =
   'mkdir -p /www && echo "$VERSION $GREETING" > /www/index.html && if [ -f /etc/secret/token ]; then cp /etc/secret/token /www/token; fi && exec httpd -f -p 8080 -h /www';
 
-function deployment(name: string, version: string, opts: { replicas?: number; command?: string[]; image?: string } = {}): KubeObject {
+function deployment(
+  name: string,
+  version: string,
+  opts: { replicas?: number; command?: string[]; image?: string } = {},
+): KubeObject {
   return {
     apiVersion: "apps/v1",
     kind: "Deployment",
@@ -79,7 +104,10 @@ function deployment(name: string, version: string, opts: { replicas?: number; co
               command: opts.command ?? ["sh", "-c", WEB_CMD],
               env: [
                 { name: "VERSION", value: version },
-                { name: "GREETING", valueFrom: { configMapKeyRef: { name: `${name}-config`, key: "greeting" } } },
+                {
+                  name: "GREETING",
+                  valueFrom: { configMapKeyRef: { name: `${name}-config`, key: "greeting" } },
+                },
               ],
               ports: [{ name: "http", containerPort: 8080 }],
               readinessProbe: { httpGet: { path: "/", port: "http" }, periodSeconds: 1 },
@@ -119,7 +147,16 @@ function ingress(name: string): KubeObject {
     apiVersion: "networking.k8s.io/v1",
     kind: "Ingress",
     metadata: { name },
-    spec: { rules: [{ host: "x.example", http: { paths: [{ path: "/", pathType: "Prefix", backend: { service: { name, port: { number: 80 } } } }] } }] },
+    spec: {
+      rules: [
+        {
+          host: "x.example",
+          http: {
+            paths: [{ path: "/", pathType: "Prefix", backend: { service: { name, port: { number: 80 } } } }],
+          },
+        },
+      ],
+    },
   };
 }
 
@@ -152,13 +189,16 @@ interface PsEntry {
   Names: string[];
   StartedAt: number;
   State: string;
+  IsInfra: boolean;
   Labels: Record<string, string>;
   Ports: { host_ip: string; host_port: number; container_port: number }[] | null;
 }
 
 async function containers(env: string, extra: string[] = []): Promise<PsEntry[]> {
   const filters = [`label=sluice.dev/env=${env}`, ...extra].flatMap((f) => ["--filter", f]);
-  const list = await podman.json<PsEntry[]>(["ps", "-a", "--format", "json", ...filters]);
+  const list = (await podman.json<PsEntry[]>(["ps", "-a", "--format", "json", ...filters])).filter(
+    (c) => !c.IsInfra,
+  );
   return list.sort((a, b) => (a.Names[0] ?? "").localeCompare(b.Names[0] ?? ""));
 }
 
@@ -166,7 +206,10 @@ async function pods(env: string): Promise<{ Id: string; Name: string; Labels: Re
   return podman.json(["pod", "ps", "--format", "json", "--filter", `label=sluice.dev/env=${env}`]);
 }
 
-function action(res: { changeSet: { entries: { subject: string; action: string; reason?: string }[] } }, subj: string): string | undefined {
+function action(
+  res: { changeSet: { entries: { subject: string; action: string; reason?: string }[] } },
+  subj: string,
+): string | undefined {
   return res.changeSet.entries.find((e) => e.subject === subj)?.action;
 }
 
@@ -206,10 +249,13 @@ describe("local target: one environment's life", () => {
     assert.equal(ing?.action, "not-applicable");
     assert.match(ing?.reason ?? "", /not applicable on local/);
     assert.equal(res.health?.status, "Healthy");
-    assert.deepEqual(
-      res.inventory.entries.map((r) => r.kind).sort(),
-      ["ConfigMap", "Deployment", "Namespace", "Secret", "Service"],
-    );
+    assert.deepEqual(res.inventory.entries.map((r) => r.kind).sort(), [
+      "ConfigMap",
+      "Deployment",
+      "Namespace",
+      "Secret",
+      "Service",
+    ]);
     assert.deepEqual((await t.inventory(unit))?.entries, res.inventory.entries);
 
     const ps = await containers(env);
@@ -238,23 +284,43 @@ describe("local target: one environment's life", () => {
     const s = await get(port, "/token");
     assert.equal(s.body.trim(), "s3cr3t-value", "the Secret is mounted as a volume");
     assert.ok(!logs.join("\n").includes("s3cr3t-value"), "secret values never reach the log");
-    assert.ok(!readFileSync(join(dir, "units", (await import("node:fs")).readdirSync(join(dir, "units"))[0] ?? ""), "utf8").includes("s3cr3t"));
+    assert.ok(
+      !readFileSync(
+        join(dir, "units", (await import("node:fs")).readdirSync(join(dir, "units"))[0] ?? ""),
+        "utf8",
+      ).includes("s3cr3t"),
+    );
   });
 
   test("no-op re-apply touches nothing: same container IDs and start times", async () => {
     const before = await containers(env);
     const t0 = Date.now();
-    const res = await t.apply(unit, [...app("web", "v1"), { apiVersion: "v1", kind: "Namespace", metadata: { name: "default" } }, ingress("web")], opts);
+    const res = await t.apply(
+      unit,
+      [
+        ...app("web", "v1"),
+        { apiVersion: "v1", kind: "Namespace", metadata: { name: "default" } },
+        ingress("web"),
+      ],
+      opts,
+    );
     console.log(`no-op re-apply (wait): ${Date.now() - t0} ms`);
     for (const e of res.changeSet.entries) {
-      assert.ok(e.action === "unchanged" || e.action === "not-applicable", `${e.subject} is ${e.action}: ${e.reason ?? ""}`);
+      assert.ok(
+        e.action === "unchanged" || e.action === "not-applicable",
+        `${e.subject} is ${e.action}: ${e.reason ?? ""}`,
+      );
     }
     const afterList = await containers(env);
     assert.deepEqual(
       afterList.map((c) => [c.Id, c.StartedAt, c.State]),
       before.map((c) => [c.Id, c.StartedAt, c.State]),
     );
-    const plan = await t.plan(unit, [...app("web", "v1"), ingress("web"), { apiVersion: "v1", kind: "Namespace", metadata: { name: "default" } }]);
+    const plan = await t.plan(unit, [
+      ...app("web", "v1"),
+      ingress("web"),
+      { apiVersion: "v1", kind: "Namespace", metadata: { name: "default" } },
+    ]);
     assert.ok(plan.entries.every((e) => e.action === "unchanged" || e.action === "not-applicable"));
     const changed = await t.plan(unit, app("web", "v2"));
     assert.equal(changed.entries.find((e) => e.subject === "Deployment/web")?.action, "configured");
@@ -296,13 +362,26 @@ describe("local target: one environment's life", () => {
     assert.equal(hashes.size, 1);
     assert.notEqual([...hashes][0], oldHash, "only pods of the new template run");
     assert.equal((await get(port)).body.trim(), "v2 hello");
-    assert.deepEqual(t.serviceAddress(unit, "default", "web"), { host: "127.0.0.1", port }, "the address is stable");
+    assert.deepEqual(
+      t.serviceAddress(unit, "default", "web"),
+      { host: "127.0.0.1", port },
+      "the address is stable",
+    );
   });
 
   test("a restarted agent serves the same address and finds its pods", async () => {
-    await t.close();
-    const t2 = await target(dir, logs);
+    // A second agent on the same state while the first still serves: it keeps the recorded
+    // address (never moves it) and takes over once the first one is gone.
+    const t2 = await createLocalTarget({ stateDir: dir, log: (m) => logs.push(m), monitorIntervalMs: 200 });
+    targets.push(t2);
     assert.deepEqual(t2.serviceAddress(unit, "default", "web"), { host: "127.0.0.1", port });
+    const busy = await t2.health(unit, [{ apiVersion: "v1", kind: "Service", name: "web" }]);
+    assert.match(busy.objects[0]?.message ?? "", /held by another process/);
+    await t.close();
+    await until("the second agent to take the port over", 10_000, async () => {
+      const h = await t2.health(unit, [{ apiVersion: "v1", kind: "Service", name: "web" }]);
+      return /^Serving on 127\.0\.0\.1:/.test(h.objects[0]?.message ?? "") ? true : undefined;
+    });
     const r = await until("the proxy to serve after restart", 10_000, async () => {
       const x = await get(port).catch(() => undefined);
       return x?.status === 200 ? x : undefined;
@@ -315,14 +394,48 @@ describe("local target: one environment's life", () => {
 
   test("prune removes only inventory-owned pods", async () => {
     // A second Deployment in the unit, then a pod and a container started by hand with look-alike labels.
-    await t.apply(unit, [...app("web", "v2"), ...config("extra"), deployment("extra", "x1", { replicas: 1 })], opts);
+    await t.apply(
+      unit,
+      [...app("web", "v2"), ...config("extra"), deployment("extra", "x1", { replicas: 1 })],
+      opts,
+    );
     assert.equal((await pods(env)).length, 3);
-    const labels = ["sluice.dev/env", env, "sluice.dev/unit", "web", "sluice.dev/owner", `${env}.web`];
-    const labelArgs = (more: string[]) =>
-      [...labels, ...more].reduce<string[]>((acc, v, i, all) => (i % 2 ? acc : [...acc, "--label", `${v}=${all[i + 1]}`]), []);
-    await podman.run(["run", "-d", "--name", `${env}-byhand`, ...labelArgs(["sluice.dev/workload", "Deployment/default/extra"]), BUSYBOX_IMAGE, "sleep", "300"]);
-    await podman.run(["pod", "create", "--name", `${env}-default-handpod`, ...labelArgs(["sluice.dev/workload", "Deployment/default/handmade"])]);
-    await podman.run(["run", "-d", "--pod", `${env}-default-handpod`, "--name", `${env}-handpod-c`, ...labelArgs([]), BUSYBOX_IMAGE, "sleep", "300"]);
+    const labels: Record<string, string> = {
+      "sluice.dev/env": env,
+      "sluice.dev/unit": "web",
+      "sluice.dev/owner": `${env}.web`,
+    };
+    const labelArgs = (more: Record<string, string>) =>
+      Object.entries({ ...labels, ...more }).flatMap(([k, v]) => ["--label", `${k}=${v}`]);
+    await podman.run([
+      "run",
+      "-d",
+      "--name",
+      `${env}-byhand`,
+      ...labelArgs({ "sluice.dev/workload": "Deployment/default/extra" }),
+      BUSYBOX_IMAGE,
+      "sleep",
+      "300",
+    ]);
+    await podman.run([
+      "pod",
+      "create",
+      "--name",
+      `${env}-default-handpod`,
+      ...labelArgs({ "sluice.dev/workload": "Deployment/default/handmade" }),
+    ]);
+    await podman.run([
+      "run",
+      "-d",
+      "--pod",
+      `${env}-default-handpod`,
+      "--name",
+      `${env}-handpod-c`,
+      ...labelArgs({}),
+      BUSYBOX_IMAGE,
+      "sleep",
+      "300",
+    ]);
 
     const res = await t.apply(unit, app("web", "v2"), opts);
     assert.equal(action(res, "Deployment/extra"), "deleted");
@@ -353,7 +466,10 @@ describe("local target: failures", () => {
     const env = envName("crash");
     const unit = { env, unit: "c" };
     const t = await target(stateDir());
-    const dep = deployment("boom", "v1", { replicas: 1, command: ["sh", "-c", "echo about to fail; exit 3"] });
+    const dep = deployment("boom", "v1", {
+      replicas: 1,
+      command: ["sh", "-c", "echo about to fail; exit 3"],
+    });
     const objs = [...config("boom"), dep];
     const res = await t.apply(unit, objs, { prune: true, wait: false, timeoutMs: 20_000 });
     assert.equal(action(res, "Deployment/boom"), "created");
@@ -365,11 +481,14 @@ describe("local target: failures", () => {
     assert.equal(d?.status, "Degraded");
     assert.match(d?.message ?? "", /exited with code 3/);
     assert.match(d?.message ?? "", /about to fail/);
-    await assert.rejects(t.apply(unit, objs, { prune: true, wait: true, timeoutMs: 20_000 }), (e: unknown) => {
-      assert.ok(isSluiceError(e, "HealthCheckFailed"));
-      assert.match((e as Error).message, /exited with code 3/);
-      return true;
-    });
+    await assert.rejects(
+      t.apply(unit, objs, { prune: true, wait: true, timeoutMs: 20_000 }),
+      (e: unknown) => {
+        assert.ok(isSluiceError(e, "HealthCheckFailed"));
+        assert.match((e as Error).message, /exited with code 3/);
+        return true;
+      },
+    );
   });
 
   test("a missing image is Degraded with the reason", async () => {
@@ -377,8 +496,15 @@ describe("local target: failures", () => {
     const unit = { env, unit: "n" };
     const t = await target(stateDir());
     const dep = deployment("ghost", "v1", { replicas: 1, image: "localhost/sluice/does-not-exist:1" });
-    const res = await t.apply(unit, [...config("ghost"), dep], { prune: true, wait: false, timeoutMs: 30_000 });
-    assert.match(res.changeSet.entries.find((e) => e.subject === "Deployment/ghost")?.reason ?? "", /could not be found or pulled/);
+    const res = await t.apply(unit, [...config("ghost"), dep], {
+      prune: true,
+      wait: false,
+      timeoutMs: 30_000,
+    });
+    assert.match(
+      res.changeSet.entries.find((e) => e.subject === "Deployment/ghost")?.reason ?? "",
+      /could not be found or pulled/,
+    );
     const h = await t.health(unit, res.inventory.entries);
     const d = h.objects.find((o) => o.subject === "Deployment/ghost");
     assert.equal(d?.status, "Degraded");
@@ -392,7 +518,10 @@ describe("local target: side by side", () => {
     const a = envName("prod");
     const b = envName("stag");
     const t = await target(stateDir());
-    const [ra, rb] = await Promise.all([t.apply({ env: a, unit: "app" }, app("web", "prod-1", 1), opts), t.apply({ env: b, unit: "app" }, app("web", "stag-1", 1), opts)]);
+    const [ra, rb] = await Promise.all([
+      t.apply({ env: a, unit: "app" }, app("web", "prod-1", 1), opts),
+      t.apply({ env: b, unit: "app" }, app("web", "stag-1", 1), opts),
+    ]);
     assert.equal(ra.health?.status, "Healthy");
     assert.equal(rb.health?.status, "Healthy");
     const pa = t.serviceAddress({ env: a, unit: "app" }, "default", "web");
@@ -408,7 +537,10 @@ describe("local target: side by side", () => {
     // Updating one leaves the other alone.
     const before = (await containers(a)).map((c) => c.Id);
     await t.apply({ env: b, unit: "app" }, app("web", "stag-2", 1), opts);
-    assert.deepEqual((await containers(a)).map((c) => c.Id), before);
+    assert.deepEqual(
+      (await containers(a)).map((c) => c.Id),
+      before,
+    );
     assert.equal((await get(pb.port)).body.trim(), "stag-2 hello");
     assert.equal((await get(pa.port)).body.trim(), "prod-1 hello");
   });
@@ -450,7 +582,9 @@ describe("local target: crash safety", () => {
       await t.apply(${JSON.stringify(unit)}, ${JSON.stringify(app("web", "v2"))}, { prune: true, wait: true, timeoutMs: 60000 });
       console.log("finished");
     `;
-    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", code], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", code], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let out = "";
     child.stdout.on("data", (d) => {
       out += d;

@@ -101,14 +101,20 @@ export class Podman {
     await this.run(["version", "--format", "{{.Client.Version}}"], { timeoutMs: 30_000 });
   }
 
-  /** Pods and their containers that carry `label` (`key=value`). */
-  async observe(labelFilters: string[]): Promise<ObservedPod[]> {
+  /**
+   * Pods and their containers that carry the labels (`key` or `key=value`). With `containersOnly`,
+   * one `podman ps` call: pods are known through their containers (pods without any are missed).
+   */
+  async observe(labelFilters: string[], opts: { containersOnly?: boolean } = {}): Promise<ObservedPod[]> {
     const filters = labelFilters.flatMap((f) => ["--filter", `label=${f}`]);
     const [pods, ctrs] = await Promise.all([
-      this.json<RawPod[]>(["pod", "ps", "--format", "json", ...filters]),
-      this.json<RawContainer[]>(["ps", "-a", "--format", "json", ...filters]),
+      opts.containersOnly
+        ? Promise.resolve(undefined)
+        : this.json<RawPod[]>(["pod", "ps", "--format", "json", ...filters]),
+      this.json<RawContainer[]>(["ps", "-a", "--pod", "--format", "json", ...filters]),
     ]);
     const byPod = new Map<string, ObservedContainer[]>();
+    const derived = new Map<string, RawPod>();
     for (const c of ctrs ?? []) {
       if (!c.Pod || c.IsInfra) continue;
       const list = byPod.get(c.Pod) ?? [];
@@ -128,8 +134,15 @@ export class Podman {
         })),
       });
       byPod.set(c.Pod, list);
+      if (!derived.has(c.Pod))
+        derived.set(c.Pod, {
+          Id: c.Pod,
+          Name: c.PodName ?? c.Pod,
+          Status: "unknown",
+          Labels: c.Labels ?? {},
+        });
     }
-    return (pods ?? []).map((p) => ({
+    return (pods ?? [...derived.values()]).map((p) => ({
       id: p.Id,
       name: p.Name,
       status: String(p.Status ?? "unknown"),
@@ -186,6 +199,7 @@ interface RawContainer {
   Labels?: Record<string, string>;
   Image?: string;
   Pod?: string;
+  PodName?: string;
   IsInfra?: boolean;
   Ports?: { host_ip?: string; host_port: number; container_port: number; protocol?: string }[];
 }

@@ -40,10 +40,10 @@ export class ServiceProxy {
     this.log = log;
   }
 
-  /** Listens on the first free port of `preferred` (0 = any); returns the port. */
-  async listen(preferred: number[]): Promise<number> {
-    const candidates = [...preferred.filter((p) => p > 0 && p < 65536), 0];
-    let lastErr: unknown;
+  /** Listens on the first free port of `preferred`, else (with `anyElse`) on any free port; returns the port. */
+  async listen(preferred: number[], anyElse = true): Promise<number> {
+    const candidates = [...preferred.filter((p) => p > 0 && p < 65536), ...(anyElse ? [0] : [])];
+    let lastErr: unknown = new Error("no port to listen on");
     for (const p of candidates) {
       try {
         const server = net.createServer({ allowHalfOpen: true }, (s) => this.onConnection(s));
@@ -69,6 +69,7 @@ export class ServiceProxy {
     this.backends = list.filter((b) => b.weight > 0);
     const keys = new Set(this.backends.map((b) => key(b)));
     for (const k of [...this.current.keys()]) if (!keys.has(k)) this.current.delete(k);
+    for (const k of [...this.suspect.keys()]) if (!keys.has(k)) this.suspect.delete(k);
     if (this.backends.length) {
       const w = this.waiters;
       this.waiters = [];
@@ -141,6 +142,7 @@ export class ServiceProxy {
           if (fired) return;
           fired = true;
           clearTimeout(t);
+          this.waiters = this.waiters.filter((w) => w !== wake);
           attempt();
         };
         const t = setTimeout(wake, this.backends.length ? 100 : Math.max(0, deadline - Date.now()));

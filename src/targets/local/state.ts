@@ -52,6 +52,8 @@ export interface UnitState {
   workloads: Record<string, WorkloadRecord>;
   /** `namespace/name` → record. */
   services: Record<string, ServiceRecord>;
+  /** objectKeys whose prune is disabled by annotation: never deleted by prune, only forgotten. */
+  keep?: string[];
 }
 
 export class StateStore {

@@ -70,7 +70,7 @@ export interface LocalTargetOptions {
   podmanPath?: string;
   /** Progress lines (never secret values). */
   log?: (msg: string) => void;
-  /** How often the service proxies re-check pods (default 1000 ms). */
+  /** How often the service proxies re-check pods (default 2000 ms; refused connections fail over at once). */
   monitorIntervalMs?: number;
 }
 
@@ -108,6 +108,8 @@ interface ServiceEntry {
   rec: ServiceRecord;
   /** `port/PROTO` → proxy. */
   proxies: Map<string, ServiceProxy>;
+  /** `port/PROTO` → why its recorded port could not be bound yet (retried in the background). */
+  busy: Map<string, string>;
 }
 
 class LocalTargetImpl implements LocalTarget {
@@ -139,7 +141,7 @@ class LocalTargetImpl implements LocalTarget {
     mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
     this.store = new StateStore(opts.stateDir);
     this.log = opts.log ?? (() => {});
-    this.monitorMs = opts.monitorIntervalMs ?? 1000;
+    this.monitorMs = opts.monitorIntervalMs ?? 2000;
   }
 
   /** Restarts the proxies of every recorded Service on its recorded port. */
@@ -200,7 +202,7 @@ class LocalTargetImpl implements LocalTarget {
 
   async health(unit: UnitId, refs: ObjectRef[]): Promise<HealthReport> {
     const st = this.store.load(unit) ?? emptyState(unit);
-    const unitPods = await this.observeUnit(unit);
+    const unitPods = await this.observeUnit(unit, true);
     return this.healthOf(unit, refs, st, unitPods);
   }
 
@@ -215,7 +217,17 @@ class LocalTargetImpl implements LocalTarget {
       if (!st) return { entries: [] };
       const unitPods = await this.observeUnit(unit);
       const entries: ChangeEntry[] = [];
+      const keep = new Set(st.keep ?? []);
       for (const ref of [...st.inventory].reverse()) {
+        if (keep.has(objectKey(ref))) {
+          entries.push({
+            subject: subject(ref),
+            ref,
+            action: "skipped",
+            reason: "prune is disabled by annotation; left running",
+          });
+          continue;
+        }
         await this.deleteObject(unit, ref, st, unitPods);
         entries.push({ subject: subject(ref), ref, action: "deleted" });
       }
@@ -237,10 +249,9 @@ class LocalTargetImpl implements LocalTarget {
 
   serviceAddress(unit: UnitId, namespace: string, service: string): ServiceAddress | undefined {
     const s = this.services.get(serviceKey(unit, namespace || "default", service));
-    const first = s?.rec.ports[0];
-    if (!s || !first) return undefined;
-    const proxy = s.proxies.get(`${first.port}/${first.protocol}`);
-    return proxy ? { host: "127.0.0.1", port: proxy.port } : undefined;
+    const first = s?.rec.ports.find((p) => p.protocol === "TCP");
+    if (!s || !first?.listen) return undefined;
+    return { host: "127.0.0.1", port: first.listen };
   }
 
   serviceAddresses(
@@ -250,13 +261,12 @@ class LocalTargetImpl implements LocalTarget {
     for (const s of this.services.values()) {
       if (ownerOf(s.unit) !== ownerOf(unit)) continue;
       for (const p of s.rec.ports) {
-        const proxy = s.proxies.get(`${p.port}/${p.protocol}`);
-        if (proxy)
+        if (p.protocol === "TCP" && p.listen)
           out.push({
             namespace: s.rec.namespace,
             name: s.rec.name,
             port: p.port,
-            address: { host: "127.0.0.1", port: proxy.port },
+            address: { host: "127.0.0.1", port: p.listen },
           });
       }
     }
@@ -360,7 +370,24 @@ class LocalTargetImpl implements LocalTarget {
       const r = results.get(objectKey(o)) ?? { action: "unchanged" as const };
       entries.push(entry(o, r.action, r.reason));
     }
-    const stale = staleRefs(prevInventory, applicableRefs);
+    let stale = staleRefs(prevInventory, applicableRefs);
+    const keep = new Set(st.keep ?? []);
+    if (opts.prune) {
+      // Flux's rule: an object whose prune is disabled is left running and leaves the inventory.
+      for (const ref of stale.filter((r) => keep.has(objectKey(r)))) {
+        entries.push({
+          subject: subject(ref),
+          ref,
+          action: "skipped",
+          reason: "prune is disabled by annotation; left running",
+        });
+        delete st.objects[objectKey(ref)];
+        delete st.workloads[subject(ref)];
+      }
+      stale = stale.filter((r) => !keep.has(objectKey(r)));
+    }
+    st.keep = applicable.filter((o) => pruneDisabled(o)).map((o) => objectKey(o));
+    if (!st.keep.length) delete st.keep;
     if (opts.prune && stale.length) {
       const fresh = await this.observeUnit(unit);
       for (const ref of stale) {
@@ -631,7 +658,7 @@ class LocalTargetImpl implements LocalTarget {
     const expected = plan.template.spec.containers.map((c) => c.name);
     let why = "";
     while (!this.closed) {
-      const unitPods = await this.observeUnit(unit);
+      const unitPods = await this.observeUnit(unit, true);
       const pods = names.map((n) => unitPods.find((p) => p.name === n));
       let allReady = true;
       for (const [i, p] of pods.entries()) {
@@ -802,43 +829,61 @@ class LocalTargetImpl implements LocalTarget {
 
   // ------------------------------------------------------------------ services
 
-  /** Starts (or updates) the proxies of a Service; true when a listen port changed. */
+  /**
+   * Starts (or updates) the proxies of a Service; true when a port was newly assigned. A recorded
+   * port is kept for good: when it is busy (another Sluice process on the same state, or anything
+   * else) the port is retried on every background pass instead of being moved, so the address
+   * never changes behind the user's back.
+   */
   private async ensureService(unit: UnitId, rec: ServiceRecord): Promise<boolean> {
     const k = serviceKey(unit, rec.namespace, rec.name);
     let s = this.services.get(k);
     if (!s) {
-      s = { unit, rec, proxies: new Map() };
+      s = { unit, rec, proxies: new Map(), busy: new Map() };
       this.services.set(k, s);
     }
     s.rec = rec;
     let changed = false;
-    const wanted = new Set(rec.ports.map((p) => `${p.port}/${p.protocol}`));
+    const wanted = new Map(
+      rec.ports.filter((p) => p.protocol === "TCP").map((p) => [`${p.port}/${p.protocol}`, p]),
+    );
     for (const [pk, proxy] of s.proxies) {
-      if (!wanted.has(pk)) {
+      const p = wanted.get(pk);
+      if (!p || (p.listen && p.listen !== proxy.port)) {
         await proxy.close();
         s.proxies.delete(pk);
       }
     }
-    for (const p of rec.ports) {
-      const pk = `${p.port}/${p.protocol}`;
-      if (p.protocol !== "TCP") continue;
+    for (const pk of [...s.busy.keys()]) if (!wanted.has(pk)) s.busy.delete(pk);
+    for (const [pk, p] of wanted) {
       const existing = s.proxies.get(pk);
       if (existing) {
-        if (p.listen !== existing.port) {
-          p.listen = existing.port;
-          changed = true;
-        }
+        p.listen = existing.port;
         continue;
       }
       const proxy = new ServiceProxy(`${unit.env}/${rec.namespace}/${rec.name}:${p.port}`, this.log);
-      const port = await proxy.listen([p.listen, p.port]);
-      if (p.listen && port !== p.listen)
+      if (p.listen) {
+        try {
+          await proxy.listen([p.listen], false);
+          s.proxies.set(pk, proxy);
+          s.busy.delete(pk);
+        } catch (e) {
+          if (!s.busy.has(pk)) {
+            this.log(
+              `local: port ${p.listen} of Service ${rec.namespace}/${rec.name} is in use (${errorMessage(e)}); retrying`,
+            );
+          }
+          s.busy.set(pk, errorMessage(e));
+        }
+        continue;
+      }
+      p.listen = await proxy.listen([p.port]);
+      if (p.listen !== p.port)
         this.log(
-          `local: port ${p.listen} of Service ${rec.namespace}/${rec.name} is taken; now serving on 127.0.0.1:${port}`,
+          `local: port ${p.port} is taken; Service ${rec.namespace}/${rec.name} serves on 127.0.0.1:${p.listen}`,
         );
-      if (port !== p.listen) changed = true;
-      p.listen = port;
       s.proxies.set(pk, proxy);
+      changed = true;
     }
     this.syncProxies();
     return changed;
@@ -888,8 +933,9 @@ class LocalTargetImpl implements LocalTarget {
     if (this.ticking || this.closed) return;
     this.ticking = true;
     try {
+      for (const s of this.services.values()) if (s.busy.size) await this.ensureService(s.unit, s.rec);
       const gen = this.generation;
-      const all = await this.podman.observe([LABEL_OWNER]);
+      const all = await this.podman.observe([LABEL_OWNER], { containersOnly: true });
       if (gen !== this.generation) return; // an apply changed pods meanwhile; its own view is newer
       this.pods.clear();
       for (const p of all) this.pods.set(p.id, p);
@@ -935,7 +981,7 @@ class LocalTargetImpl implements LocalTarget {
     deadline: number,
   ): Promise<HealthReport> {
     for (;;) {
-      const unitPods = await this.observeUnit(unit);
+      const unitPods = await this.observeUnit(unit, true);
       const h = await this.healthOf(unit, refs, st, unitPods);
       if (h.status === "Healthy" || h.status === "Degraded" || Date.now() + 200 > deadline || this.closed)
         return h;
@@ -971,6 +1017,16 @@ class LocalTargetImpl implements LocalTarget {
       const s = this.services.get(serviceKey(unit, nsOf(ref), ref.name));
       if (!s)
         return { subject: sub, status: "Missing", message: "The Service has no proxy in this process." };
+      const busy = [...s.busy.entries()][0];
+      if (busy) {
+        // Something listens there; normally another Sluice agent on the same state directory.
+        const listen = s.rec.ports.find((p) => `${p.port}/${p.protocol}` === busy[0])?.listen;
+        return {
+          subject: sub,
+          status: "Healthy",
+          message: `Its address 127.0.0.1:${listen} is held by another process (another Sluice agent on the same state?); this agent takes it over once it is free.`,
+        };
+      }
       const first = [...s.proxies.values()][0];
       const n = first?.getBackends().length ?? 0;
       return {
@@ -1048,9 +1104,9 @@ class LocalTargetImpl implements LocalTarget {
   // ------------------------------------------------------------------ helpers
 
   /** One batched look at the unit's pods; also refreshes the shared pod view for the proxies. */
-  private async observeUnit(unit: UnitId): Promise<ObservedPod[]> {
+  private async observeUnit(unit: UnitId, containersOnly = false): Promise<ObservedPod[]> {
     const owner = ownerOf(unit);
-    const pods = await this.podman.observe([`${LABEL_OWNER}=${owner}`]);
+    const pods = await this.podman.observe([`${LABEL_OWNER}=${owner}`], { containersOnly });
     for (const [id, p] of this.pods) if (p.labels[LABEL_OWNER] === owner) this.pods.delete(id);
     for (const p of pods) this.pods.set(p.id, p);
     return pods;
@@ -1126,7 +1182,8 @@ function serviceRecordOf(o: KubeObject, previous: ServiceRecord | undefined): Se
   const ports = (spec.ports ?? []).map((p) => {
     const protocol = (p.protocol ?? "TCP").toUpperCase();
     const prev = previous?.ports.find((q) => q.port === p.port && q.protocol === protocol);
-    const listen = prev?.listen ?? (spec.type === "NodePort" && p.nodePort ? p.nodePort : 0);
+    // An explicit nodePort is the user's stable port; otherwise the port recorded before, if any.
+    const listen = spec.type === "NodePort" && p.nodePort ? Number(p.nodePort) : (prev?.listen ?? 0);
     return {
       ...(p.name ? { name: p.name } : {}),
       port: Number(p.port),
@@ -1154,6 +1211,11 @@ function entry(o: KubeObject | ObjectRef, action: ChangeEntry["action"], reason?
   const e: ChangeEntry = { subject: subject(ref), ref, action };
   if (reason) e.reason = reason;
   return e;
+}
+
+function pruneDisabled(o: KubeObject): boolean {
+  const a = o.metadata.annotations ?? {};
+  return a["kustomize.toolkit.fluxcd.io/prune"] === "disabled" || a["sluice.dev/prune"] === "disabled";
 }
 
 function checkDuplicates(desired: KubeObject[]): void {

@@ -595,9 +595,11 @@ export function containerCommands(
     args.push("--init", "--stop-timeout", String(plan.graceSeconds));
     if (init) args.push("--init-ctr", "always");
     else args.push("--restart", restart);
-    args.push("--pull", c.imagePullPolicy === "Never" ? "never" : "missing");
     const image = c.image ?? "";
-    if (/^(localhost|127\.0\.0\.1)(:\d+)?\//.test(image)) args.push("--tls-verify=false");
+    // `localhost/…` (no port) names images built on this machine: never pulled (podman would try http://localhost:80).
+    const localOnly = /^localhost\//.test(image);
+    args.push("--pull", c.imagePullPolicy === "Never" || localOnly ? "never" : "missing");
+    if (/^(localhost|127\.0\.0\.1):\d+\//.test(image)) args.push("--tls-verify=false");
     if (c.workingDir) args.push("--workdir", c.workingDir);
     const sc = c.securityContext;
     if (sc?.runAsUser !== undefined)
