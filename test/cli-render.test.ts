@@ -14,7 +14,9 @@ describe("sluice render", () => {
     const r = await sluice(["render", join(root, "app"), "--root", root]);
     assert.equal(r.code, 0, r.stderr);
     const docs = parseAllDocuments(r.stdout).map((d) => (d as any).toJS());
-    assert.deepEqual(docs, [{ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "web" }, data: { port: "8000" } }]);
+    assert.deepEqual(docs, [
+      { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "web" }, data: { port: "8000" } },
+    ]);
   });
 
   test("-o json prints a JSON array; --var beats the files", async () => {
@@ -25,7 +27,9 @@ describe("sluice render", () => {
   });
 
   test("Secret values are masked unless --show-secrets", async () => {
-    const root = tree({ "s.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {password: hunter2}\n" });
+    const root = tree({
+      "s.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {password: hunter2}\n",
+    });
     const masked = await sluice(["render", root, "--root", root]);
     assert.doesNotMatch(masked.stdout, /hunter2/);
     assert.match(masked.stdout, /password: "\*\*\*"/);
@@ -49,14 +53,18 @@ describe("sluice render", () => {
   }
 
   test("--allow-undefined renders empty strings", async () => {
-    const root = tree({ "a.yaml": 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {a: "${NOPE}"}\n' });
+    const root = tree({
+      "a.yaml": 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {a: "${NOPE}"}\n',
+    });
     const r = await sluice(["render", root, "--root", root, "--allow-undefined", "-o", "json"]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(JSON.parse(r.stdout)[0].data.a, "");
   });
 
   test("a local override supplies the environment's variables", async () => {
-    const root = tree({ "a.yaml": 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: "app-${ENV}"}\ndata: {r: "${REPLICAS}"}\n' });
+    const root = tree({
+      "a.yaml": 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: "app-${ENV}"}\ndata: {r: "${REPLICAS}"}\n',
+    });
     mkdirSync(join(root, ".sluice"));
     writeFileSync(join(root, ".sluice", "override.yaml"), "config: staging\nvars: {REPLICAS: '1'}\n");
     const r = await sluice(["render", root, "--root", root, "-o", "json"]);

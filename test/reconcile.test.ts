@@ -40,28 +40,38 @@ describe("reconciler", () => {
     const { agent, store } = await h.startAgent(config("r1"));
     await eventually(() => store.getUnitStatus("r1", "web")?.ready === "True", "web Ready");
     assert.equal(await httpText(18471), "v1");
-    const sha = h.commitAndPush({ "web/app.yaml": webApp({ name: "web", message: "v2", port: 18471 }) }, "main");
+    const sha = await h.commitAndPush(
+      { "web/app.yaml": webApp({ name: "web", message: "v2", port: 18471 }) },
+      "main",
+    );
     await agent.notifyPush({ sources: ["app"] });
-    await eventually(async () => (await httpText(18471)) === "v2", "v2 answering", 60_000);
-    const st = store.getUnitStatus("r1", "web")!;
-    assert.equal(st.lastAppliedRevision, `main@sha1:${sha}`);
+    await eventually(
+      () => store.getUnitStatus("r1", "web")?.lastAppliedRevision === `main@sha1:${sha}`,
+      "the new revision applied",
+    );
+    assert.equal(await httpText(18471), "v2");
     const runs = store.listRuns({ env: "r1", unit: "web" });
     assert.ok(runs.some((r) => r.result === "succeeded" && r.revision === `main@sha1:${sha}`));
   });
 
   test("a new branch matching a preview rule creates an environment; deleting the branch destroys it", async (t) => {
-    const app = webApp({ name: "web", message: "${ENV}", port: 0 }).replace("port: 0", "port: ${PORT}");
+    const app = webApp({ name: "web", message: "${ENV}", port: "${PORT}" });
     const h = await harness("app", { "web/app.yaml": app });
     t.after(() => h.cleanup());
     const { agent, store, local } = await h.startAgent(config("r2"));
-    await eventually(() => store.getUnitStatus("r2", "web")?.ready === "True", "r2 Ready");
-    h.git("checkout", "-q", "-b", "feature/x");
-    h.git("push", "-q", "origin", "feature/x");
+    await eventually(
+      () => store.getUnitStatus("r2", "web")?.ready === "True",
+      "r2 Ready",
+      60_000,
+      () => [store.listUnitStatus(), agent.listSources(), store.listEvents({})],
+    );
+    await h.git("checkout", "-q", "-b", "feature/x");
+    await h.git("push", "-q", "origin", "feature/x");
     await agent.notifyPush({ sources: ["app"] });
     await eventually(() => store.getUnitStatus("r2-feature-x", "web")?.ready === "True", "preview Ready");
     assert.equal(await httpText(18482), "r2-feature-x");
     assert.equal(await httpText(18481), "r2");
-    h.git("push", "-q", "origin", "--delete", "feature/x");
+    await h.git("push", "-q", "origin", "--delete", "feature/x");
     await agent.notifyPush({ sources: ["app"] });
     await eventually(() => store.getEnvironment("r2-feature-x")?.state === "destroyed", "preview destroyed");
     assert.equal(local.serviceAddress({ env: "r2-feature-x", unit: "web" }, "default", "web"), undefined);
@@ -88,7 +98,11 @@ spec:
   prune: true
   dependsOn: [${deps.map((d) => `{name: ${d}}`).join(", ")}]
 `;
-    const cfg = config("r3").replace("  prune: true\n", "  prune: true\n  dependsOn: [{name: db}]\n") + unit("db", []) + unit("a", ["b"]) + unit("b", ["a"]);
+    const cfg =
+      config("r3").replace("  prune: true\n", "  prune: true\n  dependsOn: [{name: db}]\n") +
+      unit("db", []) +
+      unit("a", ["b"]) +
+      unit("b", ["a"]);
     const { store } = await h.startAgent(cfg);
     await eventually(() => store.getUnitStatus("r3", "web")?.ready === "True", "web Ready after db");
     const db = store.getUnitStatus("r3", "db")!;
@@ -127,14 +141,20 @@ spec: {sourceRef: {kind: GitRepository, name: app}, path: ./db, interval: 1h, re
   test("the Git server down: the fetch error is shown, nothing is pruned, and the agent recovers by itself", async (t) => {
     const h = await harness("app", { "web/app.yaml": webApp({ name: "web", message: "up", port: 18475 }) });
     t.after(() => h.cleanup());
-    const { agent, store } = await h.startAgent(config("r5").replace("interval: 1h, ref", "interval: 2s, ref"));
+    const { agent, store } = await h.startAgent(
+      config("r5").replace("interval: 1h, ref", "interval: 2s, ref"),
+    );
     await eventually(() => store.getUnitStatus("r5", "web")?.ready === "True", "Ready");
     h.server.setDown(true);
-    await eventually(() => agent.listSources().some((s) => !s.ok && /503|ArtifactFailed|fail/i.test(s.message)), "fetch error shown", 30_000);
+    await eventually(
+      () => agent.listSources().some((s) => !s.ok && /503|ArtifactFailed|fail/i.test(s.message)),
+      "fetch error shown",
+      30_000,
+    );
     assert.equal(await httpText(18475), "up", "still serving while the source is down");
     assert.ok(store.listEvents({}).some((e) => e.reason === "ArtifactFailed"));
     h.server.setDown(false);
-    h.commitAndPush({ "web/app.yaml": webApp({ name: "web", message: "back", port: 18475 }) }, "main");
+    await h.commitAndPush({ "web/app.yaml": webApp({ name: "web", message: "back", port: 18475 }) }, "main");
     await eventually(async () => (await httpText(18475)) === "back", "recovered and applied", 60_000);
     assert.ok(agent.listSources().every((s) => s.ok));
   });

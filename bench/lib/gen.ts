@@ -10,7 +10,12 @@ const TEAMS = ["payments", "catalog", "search", "checkout", "identity", "platfor
 const WORDS = ["cart", "order", "user", "price", "stock", "email", "image", "queue", "report", "audit"];
 
 /** Variables every placeholder in the generated objects needs (REGION and CLUSTER have defaults). */
-export function baseVars(env: string): Record<string, string> {
+export type EnvVars = Record<
+  "APP_ENV" | "LOG_LEVEL" | "DB_HOST" | "NAMESPACE" | "TEAM_EMAIL" | "REPLICAS",
+  string
+>;
+
+export function baseVars(env: string): EnvVars {
   return {
     APP_ENV: env,
     LOG_LEVEL: env === "production" ? "info" : "debug",
@@ -180,7 +185,9 @@ export function writeOverlay(dir: string, rel: string, env: string, apps: App[],
     .join("/");
   const images = apps
     .filter((_, i) => i % 10 === 0)
-    .map((a) => `  - name: registry.example.com/shop/${a.name}\n    newTag: 2.${rng.int(0, 9)}.${rng.int(0, 9)}`)
+    .map(
+      (a) => `  - name: registry.example.com/shop/${a.name}\n    newTag: 2.${rng.int(0, 9)}.${rng.int(0, 9)}`,
+    )
     .join("\n");
   const scaled = apps[0]!;
   writeFileSync(
@@ -224,8 +231,7 @@ spec:
   replicas: ${rng.int(2, 6)}
 `,
   );
-  const vars = baseVars(env);
-  delete (vars as Partial<Record<string, string>>).TEAM_EMAIL; // given with --var, the top layer
+  const { TEAM_EMAIL: _fromFlag, ...vars } = baseVars(env); // TEAM_EMAIL: given with --var, the top layer
   writeFileSync(
     join(o, "vars.yaml"),
     Object.entries(vars)

@@ -2,8 +2,8 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { cpus, release, totalmem } from "node:os";
-import type { Machine } from "./types.js";
 import { hasTimeTool } from "./proc.js";
+import type { Machine } from "./types.js";
 
 function tryRun(cmd: string, args: string[]): string | undefined {
   try {

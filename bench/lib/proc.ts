@@ -3,7 +3,7 @@
  * (`/usr/bin/time -f %M`, Debian package `time`) when it is installed.
  */
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -21,30 +21,40 @@ export interface ProcResult {
 export interface ProcOptions {
   cwd?: string;
   env?: NodeJS.ProcessEnv;
-  /** Keep stdout (for checks); by default it goes to /dev/null, as fast as either side can write. */
-  capture?: boolean;
+  /**
+   * Keep stdout (for checks) through a pipe, or through a file (as `> out.yaml` would); by
+   * default it goes to /dev/null, as fast as either side can write.
+   */
+  capture?: "pipe" | "file";
   timeoutMs?: number;
 }
 
 let rssDir: string | undefined;
 
 /** Runs cmd to completion; a non-zero exit, a signal or the timeout is an error with stderr's tail. */
-export function timeProcess(cmd: string, args: readonly string[], opts: ProcOptions = {}): Promise<ProcResult> {
+export function timeProcess(
+  cmd: string,
+  args: readonly string[],
+  opts: ProcOptions = {},
+): Promise<ProcResult> {
   rssDir ??= mkdtempSync(join(tmpdir(), "sluice-bench-rss-"));
   const rssFile = join(rssDir, `rss-${process.pid}-${Math.random().toString(36).slice(2)}`);
   const [bin, argv] = hasTimeTool ? [TIME_BIN, ["-f", "%M", "-o", rssFile, cmd, ...args]] : [cmd, [...args]];
   const timeoutMs = opts.timeoutMs ?? 300_000;
+  const outFile = opts.capture === "file" ? `${rssFile}.out` : undefined;
+  const outFd = outFile ? openSync(outFile, "w") : undefined;
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const child = spawn(bin, argv, {
       cwd: opts.cwd,
       env: opts.env ?? process.env,
-      stdio: ["ignore", opts.capture ? "pipe" : "ignore", "pipe"],
+      stdio: ["ignore", outFd ?? (opts.capture === "pipe" ? "pipe" : "ignore"), "pipe"],
     });
+    if (outFd !== undefined) closeSync(outFd);
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout?.on("data", (b: Buffer) => out.push(b));
-    child.stderr.on("data", (b: Buffer) => err.push(b));
+    child.stderr?.on("data", (b: Buffer) => err.push(b));
     const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
     child.on("error", (e) => {
       clearTimeout(timer);
@@ -62,13 +72,20 @@ export function timeProcess(cmd: string, args: readonly string[], opts: ProcOpti
         if (Number.isFinite(n) && n > 0) rssKb = n;
       }
       const stderr = Buffer.concat(err).toString("utf8");
+      let stdout = Buffer.concat(out).toString("utf8");
+      if (outFile) {
+        stdout = readFileSync(outFile, "utf8");
+        rmSync(outFile, { force: true });
+      }
       if (code !== 0) {
-        const why = signal ? `killed by ${signal}${signal === "SIGKILL" ? " (timeout?)" : ""}` : `exit ${code}`;
+        const why = signal
+          ? `killed by ${signal}${signal === "SIGKILL" ? " (timeout?)" : ""}`
+          : `exit ${code}`;
         const tail = stderr.trim().split("\n").slice(-5).join("\n");
         reject(new Error(`${cmd} ${args.join(" ")}: ${why}\n${tail}`));
         return;
       }
-      resolve({ ms, rssKb, stdout: Buffer.concat(out).toString("utf8"), stderr });
+      resolve({ ms, rssKb, stdout, stderr });
     });
   });
 }

@@ -10,7 +10,6 @@ import { closeSync, openSync, readdirSync, statSync, writeSync } from "node:fs";
 import { join, relative } from "node:path";
 import { performance } from "node:perf_hooks";
 import { isKubeObject, objectKey, parseYamlDocuments, secureReadFile } from "../../src/core/index.js";
-import { kustomizeBuild, kustomizeRunner, walkKustomization } from "../../src/render/kustomize.js";
 import {
   collectLayers,
   defaultRenderLimits,
@@ -21,6 +20,7 @@ import {
   toYamlStream,
   VARIABLE_FILES,
 } from "../../src/render/index.js";
+import { kustomizeBuild, kustomizeRunner, walkKustomization } from "../../src/render/kustomize.js";
 import { substituteDocument, substitutionDisabled } from "../../src/render/substitute.js";
 import { isSopsDocument } from "../../src/sops/index.js";
 
@@ -54,9 +54,7 @@ async function phases(req: PhaseRequest): Promise<PhaseTimes> {
     await kustomizeRunner();
     lap("find kustomize (`kustomize version`, `kubectl version`)");
   }
-  const vars = mergeLayers(
-    collectLayers({ root, dir, vars: req.vars, maxFileBytes: limits.maxFileBytes }),
-  );
+  const vars = mergeLayers(collectLayers({ root, dir, vars: req.vars, maxFileBytes: limits.maxFileBytes }));
   lap("variable layers");
   let docs: ReturnType<typeof parseYamlDocuments>;
   if (req.mode === "kustomize") {
@@ -90,7 +88,8 @@ async function phases(req: PhaseRequest): Promise<PhaseTimes> {
     const name = `${String(d.doc.get("kind"))}/${String(d.doc.getIn(["metadata", "name"]))}`;
     if (!substitutionDisabled(d.doc)) {
       const missing = substituteDocument(d.doc, vars, true, name);
-      if (missing.length > 0) throw new Error(`undefined variables: ${missing.map((m) => m.name).join(", ")}`);
+      if (missing.length > 0)
+        throw new Error(`undefined variables: ${missing.map((m) => m.name).join(", ")}`);
     }
   }
   lap("${VAR} substitution");

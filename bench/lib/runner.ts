@@ -20,12 +20,6 @@ export const MIN_PAIRS = 5;
 export async function runScenario(s: Scenario, opts: RunOptions): Promise<ScenarioResult> {
   const t0 = performance.now();
   const dir = mkdtempSync(join(opts.tmpRoot, `${s.name}-`));
-  const ctx: Context = {
-    quick: opts.quick,
-    dir,
-    repo: opts.repo,
-    log: (m) => opts.log(`[${s.name}] ${m}`),
-  };
   const result: ScenarioResult = {
     name: s.name,
     description: s.description,
@@ -37,6 +31,13 @@ export async function runScenario(s: Scenario, opts: RunOptions): Promise<Scenar
     peers: [],
     notes: [],
     durationMs: 0,
+  };
+  const ctx: Context = {
+    quick: opts.quick,
+    dir,
+    repo: opts.repo,
+    log: (m) => opts.log(`[${s.name}] ${m}`),
+    note: (m) => result.notes.push(m),
   };
   if (s.goal) result.goal = { text: s.goal.text, met: null };
   let setUp = false;
@@ -77,12 +78,14 @@ export async function runScenario(s: Scenario, opts: RunOptions): Promise<Scenar
     if (s.breakdown) {
       ctx.log("breakdown");
       try {
-        result.breakdown = await s.breakdown(ctx);
+        result.breakdown = await s.breakdown(ctx, result);
       } catch (e) {
         result.notes.push(`breakdown failed: ${(e as Error).message.split("\n")[0]}`);
       }
     }
     if (s.goal && !opts.quick) result.goal = { text: s.goal.text, met: s.goal.met(result) };
+    const analysis = s.explain?.(result);
+    if (analysis) result.analysis = analysis;
   } catch (e) {
     result.status = "failed";
     result.reason = (e as Error).message;

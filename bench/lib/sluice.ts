@@ -5,7 +5,9 @@ import { join, resolve } from "node:path";
 
 /** Path of the compiled CLI; `SLUICE_BENCH_CLI` points at another build (e.g. an older checkout). */
 export function cliPath(repo: string): string {
-  return process.env.SLUICE_BENCH_CLI ? resolve(process.env.SLUICE_BENCH_CLI) : join(repo, "dist", "cli", "main.js");
+  return process.env.SLUICE_BENCH_CLI
+    ? resolve(process.env.SLUICE_BENCH_CLI)
+    : join(repo, "dist", "cli", "main.js");
 }
 
 /** Builds dist/ with tsc when the CLI is missing (tsc emits even when other modules have type errors). */
@@ -25,7 +27,11 @@ export function ensureCli(repo: string, log: (m: string) => void): string {
 /** Why the CLI cannot render right now (e.g. a module another change left half-done), or undefined. */
 export function cliBroken(cli: string, cwd: string): string | undefined {
   try {
-    execFileSync(process.execPath, [cli, "--help"], { cwd, stdio: ["ignore", "pipe", "pipe"], timeout: 60_000 });
+    execFileSync(process.execPath, [cli, "--help"], {
+      cwd,
+      stdio: ["ignore", "pipe", "pipe"],
+      timeout: 60_000,
+    });
     return undefined;
   } catch (e) {
     const err = (e as { stderr?: Buffer }).stderr?.toString("utf8") ?? String(e);

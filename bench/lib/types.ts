@@ -41,12 +41,19 @@ export interface Context {
   repo: string;
   /** Progress output for the person watching (stderr). */
   log(msg: string): void;
+  /** Adds a note to the scenario's report. */
+  note(msg: string): void;
 }
 
 export interface Phase {
   name: string;
   ms: number;
   note?: string;
+  /**
+   * Kind of cost: paid once per process, the peer's own work, growing with the objects, what is
+   * left of the measured time, or an extra step outside the timed work (shown, not counted).
+   */
+  group?: "per-process" | "peer-work" | "per-object" | "rest" | "extra";
 }
 
 /** Where the time of the Sluice side goes, measured by timing the pieces. */
@@ -56,6 +63,8 @@ export interface Breakdown {
   phases: Phase[];
   /** Hottest functions by self time from a CPU profile, when one was taken. */
   profile?: { fn: string; where: string; selfMs: number; pct: number }[];
+  /** The same profile's self time grouped by where the code lives. */
+  profileAreas?: { area: string; selfMs: number; pct: number }[];
   notes?: string[];
 }
 
@@ -74,6 +83,7 @@ export interface Scenario {
   pairs?: number;
   /** Why the scenario cannot run here (a missing tool, a module not landed), or undefined. */
   available?(ctx: Context): Promise<string | undefined>;
+  /** Generates inputs and checks that every side works (and produces the same objects). */
   setup(ctx: Context): Promise<void>;
   /** Replaces the default warm-up (one run of every side) when that would take too long. */
   warmup?(ctx: Context): Promise<void>;
@@ -81,7 +91,10 @@ export interface Scenario {
   peer?: Side;
   /** More peers timed in the same alternation (A B C …); ratios are reported for each. */
   extraPeers?: Side[];
-  breakdown?(ctx: Context): Promise<Breakdown>;
+  /** Called after the timed runs, with their statistics (e.g. to account for the whole median). */
+  breakdown?(ctx: Context, result: ScenarioResult): Promise<Breakdown>;
+  /** A short reading of the numbers (computed from them, not canned), shown under the breakdown. */
+  explain?(result: ScenarioResult): string | undefined;
   teardown(ctx: Context): Promise<void>;
 }
 
@@ -120,6 +133,7 @@ export interface ScenarioResult {
   peers: PeerStats[];
   goal?: { text: string; met: boolean | null };
   breakdown?: Breakdown;
+  analysis?: string;
   /** 1-minute load average before and after the timed runs. */
   load?: { before: number; after: number };
   notes: string[];

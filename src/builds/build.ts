@@ -35,7 +35,9 @@ export async function buildImage(podman: Podman, req: BuildRequest): Promise<Bui
   try {
     await podman.run(args, { timeoutMs: 15 * 60_000 });
   } catch (e) {
-    throw new SluiceError("BuildFailed", `image build of ${req.repository} failed: ${(e as Error).message}`, { cause: e });
+    throw new SluiceError("BuildFailed", `image build of ${req.repository} failed: ${(e as Error).message}`, {
+      cause: e,
+    });
   }
   if (req.push) {
     for (const r of refs) {

@@ -3,8 +3,9 @@
  * a TCP port check, then HTTP requests whose status and body must match exactly. They run after a
  * unit is applied and healthy; the first failing check fails the run (SmokeTestFailed).
  */
-import { isDeepStrictEqual } from "node:util";
+
 import { connect } from "node:net";
+import { isDeepStrictEqual } from "node:util";
 import { parseDuration, type SmokeTestSpec } from "../config/index.js";
 import { SluiceError } from "../core/index.js";
 
@@ -38,10 +39,17 @@ export async function runSmokeTest(
     const t0 = Date.now();
     let r: CheckResult;
     try {
-      const detail = check.tcp ? await tcpCheck(addr, timeoutMs) : await httpCheck(addr, check.http!, timeoutMs);
+      const detail = check.tcp
+        ? await tcpCheck(addr, timeoutMs)
+        : await httpCheck(addr, check.http!, timeoutMs);
       r = { name: check.name, ok: true, ms: Date.now() - t0, detail };
     } catch (e) {
-      r = { name: check.name, ok: false, ms: Date.now() - t0, detail: e instanceof Error ? e.message : String(e) };
+      r = {
+        name: check.name,
+        ok: false,
+        ms: Date.now() - t0,
+        detail: e instanceof Error ? e.message : String(e),
+      };
     }
     results.push(r);
     onResult?.(r);
@@ -53,7 +61,11 @@ export async function runSmokeTest(
 /** Throws SmokeTestFailed describing the first failure. */
 export function assertPassed(name: string, report: SmokeReport): void {
   const bad = report.results.find((r) => !r.ok);
-  if (bad) throw new SluiceError("HealthCheckFailed", `smoke test ${name}: check "${bad.name}" failed: ${bad.detail}`);
+  if (bad)
+    throw new SluiceError(
+      "HealthCheckFailed",
+      `smoke test ${name}: check "${bad.name}" failed: ${bad.detail}`,
+    );
 }
 
 function tcpCheck(addr: Address, timeoutMs: number): Promise<string> {
@@ -88,10 +100,14 @@ async function httpCheck(addr: Address, c: HttpCheck, timeoutMs: number): Promis
   const text = await res.text();
   const e = c.expect;
   if (e.status !== undefined && res.status !== e.status) {
-    throw new Error(`${c.method ?? "GET"} ${c.path}: status ${res.status}, expected ${e.status}; body: ${clip(text)}`);
+    throw new Error(
+      `${c.method ?? "GET"} ${c.path}: status ${res.status}, expected ${e.status}; body: ${clip(text)}`,
+    );
   }
-  if (e.body !== undefined && text !== e.body) throw new Error(`${c.path}: body ${clip(text)}, expected ${clip(e.body)}`);
-  if (e.contains !== undefined && !text.includes(e.contains)) throw new Error(`${c.path}: body ${clip(text)} does not contain ${clip(e.contains)}`);
+  if (e.body !== undefined && text !== e.body)
+    throw new Error(`${c.path}: body ${clip(text)}, expected ${clip(e.body)}`);
+  if (e.contains !== undefined && !text.includes(e.contains))
+    throw new Error(`${c.path}: body ${clip(text)} does not contain ${clip(e.contains)}`);
   if (e.json !== undefined) {
     let got: unknown;
     try {
@@ -99,7 +115,10 @@ async function httpCheck(addr: Address, c: HttpCheck, timeoutMs: number): Promis
     } catch {
       throw new Error(`${c.path}: body is not JSON: ${clip(text)}`);
     }
-    if (!isDeepStrictEqual(got, e.json)) throw new Error(`${c.path}: got ${clip(JSON.stringify(got))}, expected ${clip(JSON.stringify(e.json))}`);
+    if (!isDeepStrictEqual(got, e.json))
+      throw new Error(
+        `${c.path}: got ${clip(JSON.stringify(got))}, expected ${clip(JSON.stringify(e.json))}`,
+      );
   }
   return `${res.status} ${clip(text, 300)}`;
 }

@@ -9,7 +9,9 @@ const checkout = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export function registerDemo(program: Command): void {
   const demo = program
     .command("demo")
-    .description("run the whole job locally: Git server, registry, image build, sluice serve, production and staging")
+    .description(
+      "run the whole job locally: Git server, registry, image build, sluice serve, production and staging",
+    )
     .option("--state-dir <dir>", "where the demo keeps everything", join(checkout, ".sluice", "demo"))
     .option("--example <dir>", "the example repository to deploy", join(checkout, "examples", "replace-api"))
     .option("--listen <addr>", "API address", "127.0.0.1:7070")
@@ -40,7 +42,7 @@ export function registerDemo(program: Command): void {
     .command("down")
     .description("stop a demo running in another terminal")
     .action(async (_o: unknown, cmd: Command) => {
-      const stateDir = (cmd.parent?.opts() as { stateDir: string }).stateDir;
+      const stateDir = (cmd.parent?.opts() as { stateDir?: string } | undefined)?.stateDir ?? join(checkout, ".sluice", "demo");
       const stopped = await stopDemo(stateDir, (l) => process.stdout.write(`${l}\n`));
       process.stdout.write(stopped ? "stopped.\n" : "no demo is running.\n");
     });

@@ -12,8 +12,8 @@ import { type ChangeSet, countActions } from "../plan/index.js";
 import { render } from "../render/index.js";
 import type { HealthReport } from "../targets/index.js";
 import { createLocalTarget } from "../targets/local/index.js";
-import { addRenderFlags } from "./flags.js";
 import { EXIT_DIFFERS, type RenderFlags, renderOptions, repositoryRoot } from "./common.js";
+import { addRenderFlags } from "./flags.js";
 import { defaultStateDir } from "./serve.js";
 
 interface LocalFlags extends RenderFlags {
@@ -26,19 +26,30 @@ interface LocalFlags extends RenderFlags {
   timeout: string;
 }
 
-export function printChangeSet(cs: ChangeSet, out: (s: string) => void = (s) => process.stdout.write(s)): void {
+export function printChangeSet(
+  cs: ChangeSet,
+  out: (s: string) => void = (s) => process.stdout.write(s),
+): void {
   const rows = cs.entries.map((e) => [e.action, e.subject, e.reason ?? ""]);
   const w0 = Math.max(6, ...rows.map((r) => r[0]!.length));
   const w1 = Math.max(7, ...rows.map((r) => r[1]!.length));
   out(`${"ACTION".padEnd(w0)}  ${"SUBJECT".padEnd(w1)}  REASON\n`);
   for (const r of rows) out(`${r[0]!.padEnd(w0)}  ${r[1]!.padEnd(w1)}  ${r[2]}\n`.replace(/ +\n$/, "\n"));
   const c = countActions(cs);
-  out(`\n${Object.entries(c).filter(([, n]) => n > 0).map(([k, n]) => `${n} ${k}`).join(", ") || "nothing"}\n`);
+  out(
+    `\n${
+      Object.entries(c)
+        .filter(([, n]) => n > 0)
+        .map(([k, n]) => `${n} ${k}`)
+        .join(", ") || "nothing"
+    }\n`,
+  );
 }
 
 function printHealth(h: HealthReport): void {
   process.stdout.write(`\nhealth: ${h.status}\n`);
-  for (const o of h.objects) if (o.status !== "Healthy") process.stdout.write(`  ${o.subject}: ${o.status}: ${o.message}\n`);
+  for (const o of h.objects)
+    if (o.status !== "Healthy") process.stdout.write(`  ${o.subject}: ${o.status}: ${o.message}\n`);
 }
 
 function localCommand(cmd: Command): Command {
@@ -50,7 +61,9 @@ function localCommand(cmd: Command): Command {
 }
 
 export function registerLocal(program: Command): void {
-  localCommand(program.command("apply").description("render PATH and apply it to the local target").argument("<path>"))
+  localCommand(
+    program.command("apply").description("render PATH and apply it to the local target").argument("<path>"),
+  )
     .option("--prune", "delete objects of this unit's previous apply that PATH no longer renders")
     .option("--wait", "wait until everything is healthy")
     .option("--timeout <seconds>", "how long --wait waits", "300")
@@ -74,20 +87,26 @@ export function registerLocal(program: Command): void {
       }
     });
 
-  localCommand(program.command("diff").description("show what apply would change; exit 0 in sync, 1 when it differs").argument("<path>")).action(
-    async (path: string, flags: LocalFlags) => {
-      const objects = (await render(await renderOptions(path, flags))).objects;
-      const target = await createLocalTarget({ stateDir: join(resolve(flags.stateDir), "local") });
-      try {
-        const cs = await target.plan({ env: envName(path, flags), unit: flags.unit ?? unitName(path) }, objects);
-        printChangeSet(cs);
-        const c = countActions(cs);
-        if (c.created + c.configured + c.deleted > 0) process.exitCode = EXIT_DIFFERS;
-      } finally {
-        await target.close();
-      }
-    },
-  );
+  localCommand(
+    program
+      .command("diff")
+      .description("show what apply would change; exit 0 in sync, 1 when it differs")
+      .argument("<path>"),
+  ).action(async (path: string, flags: LocalFlags) => {
+    const objects = (await render(await renderOptions(path, flags))).objects;
+    const target = await createLocalTarget({ stateDir: join(resolve(flags.stateDir), "local") });
+    try {
+      const cs = await target.plan(
+        { env: envName(path, flags), unit: flags.unit ?? unitName(path) },
+        objects,
+      );
+      printChangeSet(cs);
+      const c = countActions(cs);
+      if (c.created + c.configured + c.deleted > 0) process.exitCode = EXIT_DIFFERS;
+    } finally {
+      await target.close();
+    }
+  });
 }
 
 function envName(path: string, flags: LocalFlags): string {
@@ -95,7 +114,10 @@ function envName(path: string, flags: LocalFlags): string {
 }
 
 function unitName(path: string): string {
-  const n = basename(resolve(path)).toLowerCase().replace(/[^a-z0-9-]+/g, "-").replace(/^-+|-+$/g, "");
+  const n = basename(resolve(path))
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, "-")
+    .replace(/^-+|-+$/g, "");
   if (!n) throw new SluiceError("ConfigInvalid", `cannot derive a unit name from ${path}; pass --unit`);
   return n;
 }

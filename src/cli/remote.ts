@@ -110,9 +110,11 @@ class ApiClient {
         : cause
           ? errorMessage(cause)
           : errorMessage(e);
-      throw new SluiceError("TargetUnavailable", `cannot reach the Sluice API at ${this.url}: ${why}`, {
-        hint: "is `sluice serve` running? (set SLUICE_URL or --url to its address)",
-      });
+      throw new SluiceError(
+        "TargetUnavailable",
+        `cannot reach the Sluice API at ${this.url}: ${why}; is \`sluice serve\` running?`,
+        { hint: "start it with `sluice serve --config PATH`, or set SLUICE_URL (or --url) to its address" },
+      );
     }
   }
 
@@ -127,17 +129,24 @@ class ApiClient {
       // not one of our error bodies
     }
     if (res.status === 401)
-      return new SluiceError("Unauthorized", `the Sluice API at ${this.url} refused the request: ${message}`, {
-        hint: this.token
-          ? "the token is not valid (revoked, or for another agent); set SLUICE_TOKEN or --token"
-          : "set SLUICE_TOKEN (or --token / --token-file) to an API token",
-      });
+      return new SluiceError(
+        "Unauthorized",
+        `the Sluice API at ${this.url} refused the request: ${message}`,
+        {
+          hint: this.token
+            ? "the token is not valid (revoked, or for another agent); set SLUICE_TOKEN or --token"
+            : "set SLUICE_TOKEN (or --token / --token-file) to an API token",
+        },
+      );
     if (res.status === 403)
       return new SluiceError("Forbidden", message, { hint: "this action needs an operator token" });
     if (res.status === 404) return new SluiceError("NotFound", message);
     if (res.status === 409) return new SluiceError("Conflict", message);
     if (res.status === 400) return new SluiceError("ConfigInvalid", message);
-    return new SluiceError("Internal", `the Sluice API answered ${res.status}${code ? ` (${code})` : ""}: ${message}`);
+    return new SluiceError(
+      "Internal",
+      `the Sluice API answered ${res.status}${code ? ` (${code})` : ""}: ${message}`,
+    );
   }
 }
 
@@ -191,8 +200,9 @@ function client(flags: ConnFlags, env: NodeJS.ProcessEnv): ApiClient {
 
 /** Anything from the server, made safe and one-line for a terminal. */
 function clean(s: unknown): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: removing them is the point
-  return String(s ?? "").replace(/[\u0000-\u001f\u007f-\u009f]+/g, " ").trim();
+  return String(s ?? "")
+    .replace(/[\u0000-\u001f\u007f-\u009f]+/g, " ")
+    .trim();
 }
 
 function truncate(s: string, max: number): string {
@@ -490,7 +500,9 @@ export function registerRemoteCommands(program: Command, io: RemoteIO = {}): voi
     ),
   ).action(
     run(
-      async (f: ConnFlags & { output: Output; env?: string; unit?: string; limit?: number; watch?: boolean }) => {
+      async (
+        f: ConnFlags & { output: Output; env?: string; unit?: string; limit?: number; watch?: boolean },
+      ) => {
         const c = client(f, env);
         const filter = { env: f.env, unit: f.unit };
         const { events } = await c.get<EventsAnswer>("/api/v1/events", { ...filter, limit: f.limit });
@@ -525,7 +537,11 @@ export function registerRemoteCommands(program: Command, io: RemoteIO = {}): voi
         }
         await watchStream(c, io.signal, async () => {
           for (let page = 0; page < 100; page++) {
-            const next = await c.get<EventsAnswer>("/api/v1/events", { ...filter, sinceId: lastId, limit: 500 });
+            const next = await c.get<EventsAnswer>("/api/v1/events", {
+              ...filter,
+              sinceId: lastId,
+              limit: 500,
+            });
             if (!next.events.length) return;
             lastId = next.events.at(-1)!.id;
             print(next.events, false);

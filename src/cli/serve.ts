@@ -57,7 +57,10 @@ export async function startServe(opts: ServeOptions): Promise<Running> {
       }
       writeFileSync(tokenFile, `${store.addToken("operator", "operator")}\n`, { mode: 0o600 });
     }
-    const local = await createLocalTarget({ stateDir: join(opts.stateDir, "local"), log: (m: string) => log.debug(m) });
+    const local = await createLocalTarget({
+      stateDir: join(opts.stateDir, "local"),
+      log: (m: string) => log.debug(m),
+    });
     const target = (name: string): Target => {
       if (name === "local") return local;
       throw new SluiceError("TargetUnavailable", `target ${name} is not available in this agent`, {
@@ -70,12 +73,19 @@ export async function startServe(opts: ServeOptions): Promise<Running> {
       for (const st of smokeTests) {
         const ns = st.spec.service.namespace ?? st.namespace ?? "default";
         const want = st.spec.service;
-        const ports = local.serviceAddresses({ env: env.name, unit }).filter((a) => a.namespace === ns && a.name === want.name);
+        const ports = local
+          .serviceAddresses({ env: env.name, unit })
+          .filter((a) => a.namespace === ns && a.name === want.name);
         const addr = (ports.find((a) => a.port === Number(want.port)) ?? ports[0])?.address;
         if (!addr) {
-          throw new SluiceError("HealthCheckFailed", `smoke test ${st.name}: Service ${ns}/${st.spec.service.name} has no local address`);
+          throw new SluiceError(
+            "HealthCheckFailed",
+            `smoke test ${st.name}: Service ${ns}/${st.spec.service.name} has no local address`,
+          );
         }
-        const report = await runSmokeTest(st.spec, addr, (r) => opts.onCheck?.(env.name, unit, `${r.ok ? "✓" : "✗"} ${r.name}: ${r.detail}`));
+        const report = await runSmokeTest(st.spec, addr, (r) =>
+          opts.onCheck?.(env.name, unit, `${r.ok ? "✓" : "✗"} ${r.name}: ${r.detail}`),
+        );
         assertPassed(st.name, report);
       }
     };
@@ -123,27 +133,42 @@ export function registerServe(program: Command): void {
   program
     .command("serve")
     .description("run the agent: reconcile every environment, serve the API, webhooks and metrics")
-    .requiredOption("--config <path>", "directory or file with GitRepository/Kustomization/Environments/… objects")
-    .option("--state-dir <dir>", "state directory (SQLite store, caches, local target state)", defaultStateDir())
+    .requiredOption(
+      "--config <path>",
+      "directory or file with GitRepository/Kustomization/Environments/… objects",
+    )
+    .option(
+      "--state-dir <dir>",
+      "state directory (SQLite store, caches, local target state)",
+      defaultStateDir(),
+    )
     .option("--listen <addr>", "API address", "127.0.0.1:7070")
     .option("--concurrency <n>", "units reconciled at once", "4")
     .option("--age-key-file <file>", "age identities for SOPS decryption")
-    .action(async (o: { config: string; stateDir: string; listen: string; concurrency: string; ageKeyFile?: string }) => {
-      const running = await startServe({
-        config: o.config,
-        stateDir: resolve(o.stateDir),
-        listen: o.listen,
-        concurrency: Number(o.concurrency),
-        ...(o.ageKeyFile ? { ageKeyFile: o.ageKeyFile } : {}),
-      });
-      process.stderr.write(`sluice serving at ${running.url} (operator token in ${running.tokenFile})\n`);
-      await new Promise<void>((done) => {
-        const stop = () => {
-          process.stderr.write("stopping…\n");
-          void running.stop().then(done);
-        };
-        process.once("SIGINT", stop);
-        process.once("SIGTERM", stop);
-      });
-    });
+    .action(
+      async (o: {
+        config: string;
+        stateDir: string;
+        listen: string;
+        concurrency: string;
+        ageKeyFile?: string;
+      }) => {
+        const running = await startServe({
+          config: o.config,
+          stateDir: resolve(o.stateDir),
+          listen: o.listen,
+          concurrency: Number(o.concurrency),
+          ...(o.ageKeyFile ? { ageKeyFile: o.ageKeyFile } : {}),
+        });
+        process.stderr.write(`sluice serving at ${running.url} (operator token in ${running.tokenFile})\n`);
+        await new Promise<void>((done) => {
+          const stop = () => {
+            process.stderr.write("stopping…\n");
+            void running.stop().then(done);
+          };
+          process.once("SIGINT", stop);
+          process.once("SIGTERM", stop);
+        });
+      },
+    );
 }

@@ -50,15 +50,24 @@ describe("configuration loading", () => {
   });
 
   test("an unknown field names file, document, line and field path", () => {
-    fails({ "apps.yaml": `${repo}---\n${kust.replace("prune: true", "prune: true\n  prunne: false")}` }, /apps\.yaml: document 1, line 17: spec\.prunne: unknown field/);
+    fails(
+      { "apps.yaml": `${repo}---\n${kust.replace("prune: true", "prune: true\n  prunne: false")}` },
+      /apps\.yaml: document 1, line 17: spec\.prunne: unknown field/,
+    );
   });
 
   test("an unknown kind is an error listing the supported ones", () => {
-    fails({ "x.yaml": "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\nspec: {}\n" }, /x\.yaml: document 0, line 2: kind: unknown kind Widget/);
+    fails(
+      { "x.yaml": "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\nspec: {}\n" },
+      /x\.yaml: document 0, line 2: kind: unknown kind Widget/,
+    );
   });
 
   test("an unsupported apiVersion of a known kind is an error", () => {
-    fails({ "x.yaml": repo.replace("source.toolkit.fluxcd.io/v1", "source.toolkit.fluxcd.io/v1beta1") }, /apiVersion source\.toolkit\.fluxcd\.io\/v1beta1 is not supported/);
+    fails(
+      { "x.yaml": repo.replace("source.toolkit.fluxcd.io/v1", "source.toolkit.fluxcd.io/v1beta1") },
+      /apiVersion source\.toolkit\.fluxcd\.io\/v1beta1 is not supported/,
+    );
   });
 
   test("a bad duration and a missing required field are errors with their path", () => {

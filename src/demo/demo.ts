@@ -17,7 +17,7 @@ import { promisify } from "node:util";
 import { build } from "esbuild";
 import pino from "pino";
 import { buildImage, imageTags } from "../builds/index.js";
-import { startServe, type Running } from "../cli/serve.js";
+import { type Running, startServe } from "../cli/serve.js";
 import { SluiceError } from "../core/index.js";
 import { receiverPath } from "../receivers/index.js";
 import { type GitServer, startGitServer } from "../source/index.js";
@@ -78,7 +78,11 @@ export async function startDemo(opts: DemoOptions): Promise<Demo> {
   const pidFile = join(state, "demo.json");
   if (existsSync(pidFile)) {
     const prev = JSON.parse(readFileSync(pidFile, "utf8")) as { pid: number };
-    if (isAlive(prev.pid)) throw new SluiceError("Locked", `a demo is already running (pid ${prev.pid}); stop it with \`sluice demo down\``);
+    if (isAlive(prev.pid))
+      throw new SluiceError(
+        "Locked",
+        `a demo is already running (pid ${prev.pid}); stop it with \`sluice demo down\``,
+      );
   }
   rmSync(state, { recursive: true, force: true });
   mkdirSync(state, { recursive: true });
@@ -110,7 +114,10 @@ export async function startDemo(opts: DemoOptions): Promise<Demo> {
 
     say("==> Git server (git http-backend)");
     let onPush: (repo: string, refs: { ref: string; before: string; after: string }[]) => void = () => {};
-    const server: GitServer = await startGitServer({ root: join(state, "git-server"), onPush: (r, refs) => onPush(r, refs) });
+    const server: GitServer = await startGitServer({
+      root: join(state, "git-server"),
+      onPush: (r, refs) => onPush(r, refs),
+    });
     cleanups.push(() => server.stop());
     const gitUrl = server.repoUrl(APP);
     say(`    ${gitUrl}`);
@@ -149,7 +156,10 @@ export async function startDemo(opts: DemoOptions): Promise<Demo> {
     say(`    built and pushed ${built.images.join(", ")} in ${(built.ms / 1000).toFixed(1)} s`);
 
     // What image automation does: record the new image in Git, on every environment branch.
-    const rootVars = JSON.parse(readFileSync(join(workdir, "replace.json"), "utf8")) as Record<string, unknown>;
+    const rootVars = JSON.parse(readFileSync(join(workdir, "replace.json"), "utf8")) as Record<
+      string,
+      unknown
+    >;
     rootVars.IMAGE_URL = `${repository}:${tags[0]}`;
     writeFileSync(join(workdir, "replace.json"), `${JSON.stringify(rootVars, null, 2)}\n`);
     await git(workdir, ["commit", "-qam", `Deploy image ${repository}:${tags[0]}`]);
@@ -160,7 +170,10 @@ export async function startDemo(opts: DemoOptions): Promise<Demo> {
     const token = randomBytes(24).toString("hex");
     const configDir = join(state, "config");
     mkdirSync(configDir, { recursive: true });
-    const apps = readFileSync(join(seedDir, "sluice", "apps.yaml"), "utf8").replace(/url: .*/, `url: ${gitUrl}`);
+    const apps = readFileSync(join(seedDir, "sluice", "apps.yaml"), "utf8").replace(
+      /url: .*/,
+      `url: ${gitUrl}`,
+    );
     writeFileSync(join(configDir, "apps.yaml"), apps);
     writeFileSync(
       join(configDir, "receiver.yaml"),
@@ -181,7 +194,10 @@ export async function startDemo(opts: DemoOptions): Promise<Demo> {
         "",
       ].join("\n"),
     );
-    const log = pino({ level: process.env.SLUICE_LOG_LEVEL ?? "warn" }, pino.destination({ dest: join(state, "sluice.log"), sync: false }));
+    const log = pino(
+      { level: process.env.SLUICE_LOG_LEVEL ?? "warn" },
+      pino.destination({ dest: join(state, "sluice.log"), sync: false }),
+    );
     const running = await startServe({
       config: configDir,
       stateDir: join(state, "agent"),
@@ -191,14 +207,20 @@ export async function startDemo(opts: DemoOptions): Promise<Demo> {
     });
     cleanups.push(async () => {
       // Remove what the environments run, then stop the agent.
-      for (const e of ENVS) for (const u of running.agent.unitsOf(e.name)) await running.local.destroy({ env: e.name, unit: u });
+      for (const e of ENVS)
+        for (const u of running.agent.unitsOf(e.name)) await running.local.destroy({ env: e.name, unit: u });
       await running.stop();
     });
     const hook = `${running.url}${receiverPath("flux-system", "git-push", token)}`;
     onPush = (_repo, refs) => void sendGithubPush(hook, token, gitUrl, refs);
 
     say("==> waiting for production and staging to be deployed and pass their smoke tests");
-    await waitReady(running, ENVS.map((e) => e.name), 8 * 60_000, say);
+    await waitReady(
+      running,
+      ENVS.map((e) => e.name),
+      8 * 60_000,
+      say,
+    );
     const urls: Record<string, string> = {};
     for (const e of ENVS) {
       const addr = running.local.serviceAddress({ env: e.name, unit: APP }, `${APP}-${e.name}`, APP);
@@ -220,8 +242,12 @@ function collectFiles(dir: string, prefix: string, out: Record<string, string>):
   }
 }
 
-
-async function sendGithubPush(hook: string, token: string, repoUrl: string, refs: { ref: string; before: string; after: string }[]): Promise<void> {
+async function sendGithubPush(
+  hook: string,
+  token: string,
+  repoUrl: string,
+  refs: { ref: string; before: string; after: string }[],
+): Promise<void> {
   for (const r of refs) {
     const body = JSON.stringify({
       ref: r.ref,
@@ -249,7 +275,12 @@ async function sendGithubPush(hook: string, token: string, repoUrl: string, refs
   }
 }
 
-async function waitReady(running: Running, envs: string[], timeoutMs: number, say: (l: string) => void): Promise<void> {
+async function waitReady(
+  running: Running,
+  envs: string[],
+  timeoutMs: number,
+  say: (l: string) => void,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   const seen = new Map<string, string>();
   for (;;) {
@@ -263,9 +294,13 @@ async function waitReady(running: Running, envs: string[], timeoutMs: number, sa
     }
     if (envs.every((e) => units.some((u) => u.env === e && u.ready === "True"))) return;
     if (Date.now() > deadline) {
-      throw new SluiceError("HealthCheckFailed", `the demo environments were not ready within ${timeoutMs / 1000} s`, {
-        hint: "see .sluice/demo/sluice.log and `podman ps -a`",
-      });
+      throw new SluiceError(
+        "HealthCheckFailed",
+        `the demo environments were not ready within ${timeoutMs / 1000} s`,
+        {
+          hint: "see .sluice/demo/sluice.log and `podman ps -a`",
+        },
+      );
     }
     await new Promise((r) => setTimeout(r, 250));
   }

@@ -28,7 +28,11 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function startRegistry(opts: { dataDir: string; port?: number; binary?: string }): Promise<Registry> {
+export async function startRegistry(opts: {
+  dataDir: string;
+  port?: number;
+  binary?: string;
+}): Promise<Registry> {
   const port = opts.port ?? (await freePort());
   mkdirSync(join(opts.dataDir, "storage"), { recursive: true });
   const config = join(opts.dataDir, "config.yml");
@@ -42,7 +46,9 @@ export async function startRegistry(opts: { dataDir: string; port?: number; bina
       "",
     ].join("\n"),
   );
-  const child: ChildProcess = spawn(opts.binary ?? "docker-registry", ["serve", config], { stdio: ["ignore", "ignore", "pipe"] });
+  const child: ChildProcess = spawn(opts.binary ?? "docker-registry", ["serve", config], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
   let stderr = "";
   child.stderr?.on("data", (d: Buffer) => {
     stderr = (stderr + d.toString()).slice(-4000);
@@ -58,9 +64,13 @@ export async function startRegistry(opts: { dataDir: string; port?: number; bina
       new Promise<undefined>((r) => setTimeout(() => r(undefined), 100)),
     ]);
     if (early) {
-      throw new SluiceError("TargetUnavailable", `docker-registry could not start: ${early}: ${stderr.trim().split("\n").slice(-2).join(" ")}`, {
-        hint: "install it with apt-get install docker-registry (scripts/setup.sh does)",
-      });
+      throw new SluiceError(
+        "TargetUnavailable",
+        `docker-registry could not start: ${early}: ${stderr.trim().split("\n").slice(-2).join(" ")}`,
+        {
+          hint: "install it with apt-get install docker-registry (scripts/setup.sh does)",
+        },
+      );
     }
     try {
       const r = await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(1000) });

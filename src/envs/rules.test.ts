@@ -23,13 +23,23 @@ test("branch patterns: * stays within a segment, ** crosses segments", () => {
 });
 
 test("the first matching rule names the environment; unmatched branches have none", () => {
-  const { environments, conflicts } = resolveEnvironments(spec, ["main", "staging", "feature/Login_Page", "random"]);
+  const { environments, conflicts } = resolveEnvironments(spec, [
+    "main",
+    "staging",
+    "feature/Login_Page",
+    "random",
+  ]);
   assert.deepEqual(conflicts, []);
   const byName = Object.fromEntries(environments.map((e) => [e.name, e]));
   assert.deepEqual(Object.keys(byName).sort(), ["preview-feature-login-page", "production", "staging"]);
   assert.equal(byName.production?.protected, true);
   assert.equal(byName["preview-feature-login-page"]?.ttlMs, 8 * 3600_000);
-  assert.deepEqual(byName.staging?.vars, { REPLICAS: "1", ENV: "staging", BRANCH: "staging", BRANCH_SLUG: "staging" });
+  assert.deepEqual(byName.staging?.vars, {
+    REPLICAS: "1",
+    ENV: "staging",
+    BRANCH: "staging",
+    BRANCH_SLUG: "staging",
+  });
 });
 
 test("two branches with the same environment name: the first wins, the clash is reported", () => {
@@ -43,7 +53,10 @@ test("two branches with the same environment name: the first wins, the clash is 
 });
 
 test("names are templated with a DNS-safe slug", () => {
-  assert.equal(expandName("preview-{{branch.slug}}", "Feature/ÜBER cool!"), expandName("preview-{{ branch }}", "Feature/ÜBER cool!"));
+  assert.equal(
+    expandName("preview-{{branch.slug}}", "Feature/ÜBER cool!"),
+    expandName("preview-{{ branch }}", "Feature/ÜBER cool!"),
+  );
   assert.match(expandName("preview-{{branch.slug}}", "feature/x"), /^preview-[a-z0-9-]+$/);
 });
 

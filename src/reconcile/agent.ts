@@ -28,7 +28,7 @@ import {
   loadConfig,
   parseDuration,
 } from "../config/index.js";
-import { errorMessage, type KubeObject, SluiceError } from "../core/index.js";
+import { errorMessage, isSluiceError, type KubeObject, SluiceError } from "../core/index.js";
 import { type Environment, resolveEnvironments } from "../envs/index.js";
 import { type ChangeSet, countActions } from "../plan/index.js";
 import { envsubst } from "../render/envsubst.js";
@@ -39,8 +39,8 @@ import type { EnvironmentRecord, RunStage, Store, UnitStatus } from "../store/in
 import type { Target } from "../targets/index.js";
 import { analyzeGraph } from "./graph.js";
 import { AgentMetrics } from "./metrics.js";
-import { splitSluiceObjects } from "./sluiceobjects.js";
 import { WorkQueue } from "./queue.js";
+import { splitSluiceObjects } from "./sluiceobjects.js";
 import { type AgentEvent, type PostApplyHook, parseUnitKey, type Reason, unitKey } from "./types.js";
 
 export interface AgentOptions {
@@ -100,6 +100,12 @@ export class Agent extends EventEmitter {
   private readonly queue: WorkQueue;
   private readonly log: Logger;
   private stopped = false;
+  private running = false;
+
+  /** True between start() and stop(): what /readyz reports. */
+  get started(): boolean {
+    return this.running;
+  }
 
   constructor(private readonly opts: AgentOptions) {
     super();
@@ -133,10 +139,12 @@ export class Agent extends EventEmitter {
       if (rec.state === "destroying") this.queue.enqueue(destroyKey(rec.name), "startup");
     }
     for (const s of this.sources.values()) void this.refreshSource(s.key, "startup");
+    this.running = true;
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.running = false;
     for (const s of this.sources.values()) if (s.timer) clearTimeout(s.timer);
     for (const t of this.unitTimers.values()) clearTimeout(t);
     await this.queue.stop();
@@ -564,7 +572,10 @@ export class Agent extends EventEmitter {
         return v;
       } catch (e) {
         stages.push({ name, result: "failed", ms: Date.now() - t0, message: errorMessage(e) });
-        throw new StageError(reason, e);
+        // A target says more precisely what failed during an apply (prune, or health with wait).
+        const precise =
+          isSluiceError(e) && (e.code === "PruneFailed" || e.code === "HealthCheckFailed") ? e.code : reason;
+        throw new StageError(precise, e);
       }
     };
     let changeSet: ChangeSet | undefined;
@@ -578,7 +589,9 @@ export class Agent extends EventEmitter {
       revision = artifact.revision;
       base.revision = revision;
       this.writeStatus(base, prior?.ready ?? "Unknown", "Progressing", `Reconciling revision ${revision}`);
-      const rendered = await stage("render", "BuildFailed", async () => splitSluiceObjects(await this.renderUnit(env, kust, artifact)));
+      const rendered = await stage("render", "BuildFailed", async () =>
+        splitSluiceObjects(await this.renderUnit(env, kust, artifact)),
+      );
       const objects = rendered.workloads;
       const target = this.opts.target(env.target);
       const result = await stage("apply", "ReconciliationFailed", () =>
@@ -599,7 +612,9 @@ export class Agent extends EventEmitter {
         throw new StageError("HealthCheckFailed", new Error(`health check failed: ${bad.join("; ")}`));
       }
       if (this.opts.postApply)
-        await stage("checks", "SmokeTestFailed", () => this.opts.postApply!({ env, unit, objects, smokeTests: rendered.smokeTests }));
+        await stage("checks", "SmokeTestFailed", () =>
+          this.opts.postApply!({ env, unit, objects, smokeTests: rendered.smokeTests }),
+        );
       const counts = countActions(changeSet);
       const drift =
         prior?.lastAppliedRevision === revision && counts.created + counts.configured + counts.deleted > 0;

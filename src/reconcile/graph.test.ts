@@ -25,7 +25,10 @@ test("names every cycle and blocks what is in it or depends on it", () => {
   ]);
   assert.equal(g.cycles.length, 2);
   assert.deepEqual(new Set(g.cycles.find((c) => c.length === 3)), new Set(["a", "b", "c"]));
-  assert.deepEqual(g.cycles.find((c) => c.length === 1), ["self"]);
+  assert.deepEqual(
+    g.cycles.find((c) => c.length === 1),
+    ["self"],
+  );
   assert.deepEqual([...g.blocked].sort(), ["a", "b", "c", "d", "self"]);
   assert.deepEqual(g.order, ["e"]);
 });

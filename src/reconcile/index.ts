@@ -6,6 +6,7 @@ export { Agent, type AgentOptions } from "./agent.js";
 export { analyzeGraph, type GraphAnalysis, type GraphNode } from "./graph.js";
 export { AgentMetrics } from "./metrics.js";
 export { type QueueOptions, WorkQueue } from "./queue.js";
+export { type SmokeTestObject, splitSluiceObjects } from "./sluiceobjects.js";
 export {
   type AgentEvent,
   type PostApplyHook,
@@ -14,4 +15,3 @@ export {
   type UnitKey,
   unitKey,
 } from "./types.js";
-export { type SmokeTestObject, splitSluiceObjects } from "./sluiceobjects.js";

@@ -36,7 +36,10 @@ test("waiting triggers for one key are merged into one run", async () => {
   q.enqueue("y", "1");
   q.enqueue("y", "2");
   await q.idle();
-  assert.deepEqual(runs, [["x", "1"], ["y", "1", "2"]]);
+  assert.deepEqual(runs, [
+    ["x", "1"],
+    ["y", "1", "2"],
+  ]);
 });
 
 test("bounded concurrency across keys", async () => {

@@ -3,7 +3,7 @@
  * `${VAR}`s take each environment's values), but they are never sent to a target: the agent
  * takes them out of the rendered set and acts on them itself. Today that is `SmokeTest`.
  */
-import { smokeTestSpec, type SmokeTestSpec } from "../config/index.js";
+import { type SmokeTestSpec, smokeTestSpec } from "../config/index.js";
 import { type KubeObject, SluiceError, subject } from "../core/index.js";
 
 export interface SmokeTestObject {
@@ -12,7 +12,10 @@ export interface SmokeTestObject {
   spec: SmokeTestSpec;
 }
 
-export function splitSluiceObjects(objects: readonly KubeObject[]): { workloads: KubeObject[]; smokeTests: SmokeTestObject[] } {
+export function splitSluiceObjects(objects: readonly KubeObject[]): {
+  workloads: KubeObject[];
+  smokeTests: SmokeTestObject[];
+} {
   const workloads: KubeObject[] = [];
   const smokeTests: SmokeTestObject[] = [];
   for (const o of objects) {
@@ -21,15 +24,22 @@ export function splitSluiceObjects(objects: readonly KubeObject[]): { workloads:
       continue;
     }
     if (o.apiVersion !== "sluice.dev/v1alpha1" || o.kind !== "SmokeTest") {
-      throw new SluiceError("BuildFailed", `${subject(o)}: ${o.apiVersion} ${o.kind} is not supported in rendered manifests`, {
-        hint: "only SmokeTest (sluice.dev/v1alpha1) may be rendered with an application",
-      });
+      throw new SluiceError(
+        "BuildFailed",
+        `${subject(o)}: ${o.apiVersion} ${o.kind} is not supported in rendered manifests`,
+        {
+          hint: "only SmokeTest (sluice.dev/v1alpha1) may be rendered with an application",
+        },
+      );
     }
     const parsed = smokeTestSpec.safeParse(o.spec);
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
       const field = ["spec", ...issue.path.map(String)].join(".");
-      throw new SluiceError("BuildFailed", `${subject(o)}: ${field}: ${issue.code === "unrecognized_keys" ? "unknown field" : issue.message}`);
+      throw new SluiceError(
+        "BuildFailed",
+        `${subject(o)}: ${field}: ${issue.code === "unrecognized_keys" ? "unknown field" : issue.message}`,
+      );
     }
     smokeTests.push({ name: o.metadata.name, namespace: o.metadata.namespace, spec: parsed.data });
   }

@@ -1,7 +1,7 @@
 import type { KubeObject } from "../core/index.js";
 import type { Environment } from "../envs/index.js";
-import type { SmokeTestObject } from "./sluiceobjects.js";
 import type { ChangeSet } from "../plan/index.js";
+import type { SmokeTestObject } from "./sluiceobjects.js";
 
 /** A unit is one Kustomization of one environment: the thing that is rendered and applied. */
 export interface UnitKey {

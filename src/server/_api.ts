@@ -7,14 +7,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Logger } from "pino";
 import { SluiceError } from "../core/index.js";
 import type { Store, TokenRole } from "../store/index.js";
-import {
-  HttpError,
-  intParam,
-  methodNotAllowed,
-  parseJsonObject,
-  readBody,
-  sendJson,
-} from "./_http.js";
+import { HttpError, intParam, methodNotAllowed, parseJsonObject, readBody, sendJson } from "./_http.js";
 import type { Scrubber } from "./_scrub.js";
 import type { EventStream } from "./_stream.js";
 import type { ApiAgent } from "./_types.js";
@@ -147,9 +140,5 @@ export async function handleApi(
       return json({ env, unit, suspended });
     }
   }
-  throw new HttpError(
-    404,
-    "NotFound",
-    `no API route ${req.method} /api/v1/${parts.join("/").slice(0, 200)}`,
-  );
+  throw new HttpError(404, "NotFound", `no API route ${req.method} /api/v1/${parts.join("/").slice(0, 200)}`);
 }

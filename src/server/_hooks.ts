@@ -74,7 +74,10 @@ export class Receivers {
         ? this.guard.isReplay(`${r.id}|body|${createHash("sha256").update(body).digest("hex")}`)
         : false;
     if (byId || byBody) {
-      log.warn({ receiver: r.id, type: r.kind, event: verdict.event, peer: req.socket.remoteAddress }, "webhook replay refused");
+      log.warn(
+        { receiver: r.id, type: r.kind, event: verdict.event, peer: req.socket.remoteAddress },
+        "webhook replay refused",
+      );
       throw new HttpError(
         409,
         "Conflict",
@@ -113,14 +116,14 @@ export class Receivers {
         agent
           .requestReconcile(u.env, u.unit)
           .catch((e) =>
-            log.error({ receiver: r.id, env: u.env, unit: u.unit, err: errorMessage(e) }, "webhook reconcile failed"),
+            log.error(
+              { receiver: r.id, env: u.env, unit: u.unit, err: errorMessage(e) },
+              "webhook reconcile failed",
+            ),
           );
       }
     }
-    log.info(
-      { receiver: r.id, event, ref: verdict.push?.ref, refreshed, reconciled },
-      "webhook accepted",
-    );
+    log.info({ receiver: r.id, event, ref: verdict.push?.ref, refreshed, reconciled }, "webhook accepted");
     return sendJson(res, 200, { refreshed, reconciled });
   }
 

@@ -32,7 +32,8 @@ export function describeError(e: unknown): {
   message: string;
   headers: Record<string, string>;
 } {
-  if (e instanceof HttpError) return { status: e.status, code: e.code, message: e.message, headers: e.headers };
+  if (e instanceof HttpError)
+    return { status: e.status, code: e.code, message: e.message, headers: e.headers };
   if (isSluiceError(e))
     return { status: STATUS_BY_CODE[e.code] ?? 500, code: e.code, message: e.message, headers: {} };
   return { status: 500, code: "Internal", message: "internal error (see the agent's log)", headers: {} };

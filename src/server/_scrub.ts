@@ -12,7 +12,8 @@ import type { Config } from "../config/index.js";
 const MIN_SECRET_LENGTH = 4;
 
 const URL_USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/)[^\s/@'"]+@/gi;
-const URL_SECRET_PARAM = /([?&](?:access_token|private_token|token|password|secret|api_key|key)=)[^&\s'"#]*/gi;
+const URL_SECRET_PARAM =
+  /([?&](?:access_token|private_token|token|password|secret|api_key|key)=)[^&\s'"#]*/gi;
 
 export type Scrubber = <T>(value: T) => T;
 

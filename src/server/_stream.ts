@@ -20,9 +20,7 @@ interface Client {
 export class EventStream {
   private readonly clients = new Set<Client>();
 
-  constructor(
-    private readonly opts: { heartbeatMs: number; maxClients: number; scrub: () => Scrubber },
-  ) {}
+  constructor(private readonly opts: { heartbeatMs: number; maxClients: number; scrub: () => Scrubber }) {}
 
   get size(): number {
     return this.clients.size;
@@ -68,7 +66,10 @@ export class EventStream {
   }
 
   private write(c: Client, frame: string): void {
-    if (c.res.writableEnded || c.res.destroyed) return this.drop(c);
+    if (c.res.writableEnded || c.res.destroyed) {
+      this.drop(c);
+      return;
+    }
     if (c.res.writableLength > MAX_BUFFERED) {
       this.drop(c);
       c.res.destroy();

@@ -119,7 +119,7 @@ export class FakeAgent extends EventEmitter implements ApiAgent {
     return this.store.listUnitStatus(env);
   }
 
-  listSources() {
+  listSources(): ReturnType<ApiAgent["listSources"]> {
     return [
       {
         name: "flux-system/app",
@@ -128,6 +128,14 @@ export class FakeAgent extends EventEmitter implements ApiAgent {
         message: this.sourceMessage,
         lastFetchAt: new Date().toISOString(),
         branches: { main: "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c", "feature/x": "6113728f27ae82c7" },
+      },
+      {
+        name: "flux-system/infra",
+        url: "https://git.example.com/org/infra.git",
+        ok: false,
+        message: "not fetched yet",
+        lastFetchAt: null,
+        branches: {},
       },
     ];
   }
@@ -212,7 +220,13 @@ export function makeFixture(): Fixture {
     stages: [{ name: "apply", result: "succeeded", ms: 12 }],
     summary: { created: 2, unchanged: 1 },
   });
-  store.addEvent({ env: "main", unit: "api", severity: "info", reason: "ReconciliationSucceeded", message: "ok" });
+  store.addEvent({
+    env: "main",
+    unit: "api",
+    severity: "info",
+    reason: "ReconciliationSucceeded",
+    message: "ok",
+  });
   store.addEvent({ env: "preview-x", unit: "api", severity: "error", reason: "BuildFailed", message: "bad" });
   const agent = new FakeAgent(store, config);
   const lines: string[] = [];

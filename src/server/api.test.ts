@@ -175,7 +175,10 @@ describe("reads", () => {
 describe("actions", () => {
   test("an operator's reconcile reaches the agent (202), with and without source", async () => {
     const n = fx.agent.reconciles.length;
-    const r = await call("/api/v1/environments/main/units/api/reconcile", { method: "POST", token: fx.operator });
+    const r = await call("/api/v1/environments/main/units/api/reconcile", {
+      method: "POST",
+      token: fx.operator,
+    });
     assert.equal(r.status, 202);
     assert.deepEqual(r.json, { queued: { env: "main", unit: "api", withSource: false } });
     const r2 = await call("/api/v1/environments/main/units/db/reconcile", {
@@ -202,17 +205,26 @@ describe("actions", () => {
   });
 
   test("an unknown unit is 404 with the agent's message", async () => {
-    const r = await call("/api/v1/environments/main/units/nope/reconcile", { method: "POST", token: fx.operator });
+    const r = await call("/api/v1/environments/main/units/nope/reconcile", {
+      method: "POST",
+      token: fx.operator,
+    });
     assert.equal(r.status, 404);
     assert.deepEqual(r.json, {
       error: { code: "NotFound", message: "unit nope of environment main does not exist" },
     });
-    const s = await call("/api/v1/environments/gone/units/api/suspend", { method: "POST", token: fx.operator });
+    const s = await call("/api/v1/environments/gone/units/api/suspend", {
+      method: "POST",
+      token: fx.operator,
+    });
     assert.equal(s.status, 404);
   });
 
   test("suspend and resume change the unit", async () => {
-    const s = await call("/api/v1/environments/main/units/db/suspend", { method: "POST", token: fx.operator });
+    const s = await call("/api/v1/environments/main/units/db/suspend", {
+      method: "POST",
+      token: fx.operator,
+    });
     assert.equal(s.status, 200);
     assert.deepEqual(s.json, { env: "main", unit: "db", suspended: true });
     assert.equal(fx.store.getUnitStatus("main", "db")?.suspended, true);
@@ -274,7 +286,9 @@ describe("actions", () => {
           resolve(res.statusCode ?? 0);
         },
       );
-      req.on("error", (e: NodeJS.ErrnoException) => (e.code === "EPIPE" || e.code === "ECONNRESET" ? 0 : reject(e)));
+      req.on("error", (e: NodeJS.ErrnoException) =>
+        e.code === "EPIPE" || e.code === "ECONNRESET" ? 0 : reject(e),
+      );
       const chunk = Buffer.alloc(64 * 1024, 0x20);
       let sent = 0;
       const pump = () => {

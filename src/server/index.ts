@@ -25,7 +25,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Logger } from "pino";
-import { errorMessage, isSluiceError } from "../core/index.js";
+import { errorMessage } from "../core/index.js";
 import type { AgentEvent } from "../reconcile/index.js";
 import type { Store } from "../store/index.js";
 import { handleApi } from "./_api.js";
@@ -152,7 +152,8 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
       return sendText(res, 200, await reg.metrics(), reg.contentType);
     }
     if (path.startsWith("/hook/")) return receivers.handle(req, res, path.slice("/hook/".length));
-    if (path.startsWith("/api/v1/")) return handleApi(ctx, req, res, path.slice("/api/v1".length), url.searchParams);
+    if (path.startsWith("/api/v1/"))
+      return handleApi(ctx, req, res, path.slice("/api/v1".length), url.searchParams);
     throw new HttpError(404, "NotFound", "not found");
   };
 
@@ -166,8 +167,9 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
     });
     handle(req, res).catch((e) => {
       const d = describeError(e);
-      if (d.status >= 500 && !isSluiceError(e))
-        log.error({ method: req.method, err: errorMessage(e) }, "API request failed");
+      // SluiceError messages are safe to log; anything else is logged here and answered generically.
+      if (d.status >= 500)
+        log.error({ method: req.method, code: d.code, err: errorMessage(e) }, "API request failed");
       sendError(res, e);
     });
   });

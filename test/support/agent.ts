@@ -2,20 +2,27 @@
  * A real agent for integration tests: real git served by `git http-backend`, the real local
  * podman target, a real SQLite store. Everything is labelled and removed after the test file.
  */
+
+import { execFile } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { execFileSync } from "node:child_process";
+import { promisify } from "node:util";
 import pino from "pino";
 import { Agent, type AgentOptions } from "../../src/reconcile/index.js";
-import { GitSource, type GitServer, startGitServer } from "../../src/source/index.js";
+import { type GitServer, GitSource, startGitServer } from "../../src/source/index.js";
 import { openStore, type Store } from "../../src/store/index.js";
 import { createLocalTarget, type LocalTarget } from "../../src/targets/local/index.js";
 
 export const WEB_IMAGE = "localhost/sluice/busybox:latest";
 
 /** A Deployment of busybox httpd answering `message`, plus its Service on `port`. */
-export function webApp(opts: { name: string; message: string; port: number; replicas?: number }): string {
+export function webApp(opts: {
+  name: string;
+  message: string;
+  port: number | string;
+  replicas?: number;
+}): string {
   return `apiVersion: apps/v1
 kind: Deployment
 metadata: {name: ${opts.name}}
@@ -37,7 +44,9 @@ kind: Service
 metadata: {name: ${opts.name}}
 spec:
   selector: {app: ${opts.name}}
-  ports: [{port: ${opts.port}, targetPort: 8080}]
+  ports:
+    - port: ${opts.port}
+      targetPort: 8080
 `;
 }
 
@@ -45,11 +54,14 @@ export interface Harness {
   dir: string;
   server: GitServer;
   work: string;
-  git(...args: string[]): string;
-  commitAndPush(files: Record<string, string>, branch: string, message?: string): string;
+  git(...args: string[]): Promise<string>;
+  commitAndPush(files: Record<string, string>, branch: string, message?: string): Promise<string>;
   /** Writes the configuration (GIT_URL replaced) into the state directory; returns that directory. */
   writeConfig(config: string): string;
-  startAgent(config: string, extra?: Partial<AgentOptions>): Promise<{ agent: Agent; store: Store; local: LocalTarget; stop(): Promise<void> }>;
+  startAgent(
+    config: string,
+    extra?: Partial<AgentOptions>,
+  ): Promise<{ agent: Agent; store: Store; local: LocalTarget; stop(): Promise<void> }>;
   cleanup(): Promise<void>;
 }
 
@@ -66,8 +78,11 @@ export async function harness(repo: string, files: Record<string, string>): Prom
   const server = await startGitServer({ root: join(dir, "git") });
   await server.createRepo(repo, files, "main");
   const work = join(dir, "work");
-  execFileSync("git", ["clone", "-q", server.repoUrl(repo), work], { env: gitEnv });
-  const git = (...args: string[]) => execFileSync("git", args, { cwd: work, env: gitEnv, encoding: "utf8" }).trim();
+  // Asynchronous on purpose: the Git server runs in this process and must keep answering.
+  const run = promisify(execFile);
+  await run("git", ["clone", "-q", server.repoUrl(repo), work], { env: gitEnv });
+  const git = async (...args: string[]) =>
+    (await run("git", args, { cwd: work, env: gitEnv, encoding: "utf8" })).stdout.trim();
   const agents: { stop(): Promise<void>; local: LocalTarget }[] = [];
   const writeConfig = (config: string) => {
     const state = join(dir, "state");
@@ -80,16 +95,16 @@ export async function harness(repo: string, files: Record<string, string>): Prom
     server,
     work,
     git,
-    commitAndPush(changes, branch, message = "change") {
-      git("checkout", "-q", "-B", branch, `origin/${branch}`);
+    async commitAndPush(changes, branch, message = "change") {
+      await git("checkout", "-q", "-B", branch, `origin/${branch}`);
       for (const [p, c] of Object.entries(changes)) {
         mkdirSync(join(work, p, ".."), { recursive: true });
         if (c === "") rmSync(join(work, p), { force: true });
         else writeFileSync(join(work, p), c);
       }
-      git("add", "-A");
-      git("commit", "-q", "-m", message);
-      git("push", "-q", "origin", `HEAD:${branch}`);
+      await git("add", "-A");
+      await git("commit", "-q", "-m", message);
+      await git("push", "-q", "origin", `HEAD:${branch}`);
       return git("rev-parse", "HEAD");
     },
     writeConfig,
@@ -150,7 +165,12 @@ export async function harness(repo: string, files: Record<string, string>): Prom
 }
 
 /** Polls `fn` until it returns a truthy value or the time is up. */
-export async function eventually<T>(fn: () => T | Promise<T>, what: string, timeoutMs = 60_000): Promise<NonNullable<T>> {
+export async function eventually<T>(
+  fn: () => T | Promise<T>,
+  what: string,
+  timeoutMs = 60_000,
+  explain?: () => unknown,
+): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -160,7 +180,12 @@ export async function eventually<T>(fn: () => T | Promise<T>, what: string, time
     } catch (e) {
       last = e;
     }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
+    if (Date.now() > deadline) {
+      const why = last ? `: ${(last as Error).message}` : "";
+      throw new Error(
+        `timed out waiting for ${what}${why}${explain ? `\n${JSON.stringify(explain(), null, 1)}` : ""}`,
+      );
+    }
     await new Promise((r) => setTimeout(r, 200));
   }
 }

@@ -332,12 +332,14 @@ describe("local target: one environment's life", () => {
     const failures: string[] = [];
     const seen = new Set<string>();
     let stop = false;
+    let firstV2 = 0;
     const client = (async () => {
       while (!stop) {
         try {
           const r = await get(port);
           if (r.status === 200) {
             ok++;
+            if (r.body.trim() === "v2 hello" && !firstV2) firstV2 = Date.now();
             seen.add(r.body.trim());
           } else failures.push(`status ${r.status}`);
         } catch (e) {
@@ -348,7 +350,9 @@ describe("local target: one environment's life", () => {
     await new Promise((r) => setTimeout(r, 300));
     const t0 = Date.now();
     const res = await t.apply(unit, app("web", "v2"), opts);
-    console.log(`rolling update (2 replicas, wait): ${Date.now() - t0} ms`);
+    console.log(
+      `rolling update (2 replicas, wait): ${Date.now() - t0} ms; new version answering after ${firstV2 - t0} ms`,
+    );
     await new Promise((r) => setTimeout(r, 500));
     stop = true;
     await client;

@@ -930,7 +930,7 @@ class LocalTargetImpl implements LocalTarget {
 
   /** One background pass: what runs, which selected pods are ready; then the proxies follow. */
   private async tick(): Promise<void> {
-    if (this.ticking || this.closed) return;
+    if (this.ticking || this.closed || this.services.size === 0) return;
     this.ticking = true;
     try {
       for (const s of this.services.values()) if (s.busy.size) await this.ensureService(s.unit, s.rec);
