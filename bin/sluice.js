@@ -13,5 +13,5 @@ if (!existsSync(built)) {
   register();
   entry = join(root, "src", "cli", "main.ts");
 }
-const { main } = await import(pathToFileURL(entry).href);
-process.exit(await main(process.argv));
+const { main, exitAfterFlush } = await import(pathToFileURL(entry).href);
+exitAfterFlush(await main(process.argv));

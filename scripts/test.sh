@@ -11,7 +11,7 @@ npx biome check .
 echo "==> typecheck"
 npx tsc -p tsconfig.test.json
 echo "==> tests"
-mapfile -t files < <(find src test examples -name '*.test.ts' -not -path '*/node_modules/*' 2>/dev/null | sort)
+mapfile -t files < <(find src test examples bench -name '*.test.ts' -not -path '*/node_modules/*' 2>/dev/null | sort)
 node --import tsx --test --test-reporter=spec "${files[@]}"
 if [ -f bench/main.ts ]; then
   echo "==> benchmarks (--quick)"

@@ -42,7 +42,9 @@ export function registerDemo(program: Command): void {
     .command("down")
     .description("stop a demo running in another terminal")
     .action(async (_o: unknown, cmd: Command) => {
-      const stateDir = (cmd.parent?.opts() as { stateDir?: string } | undefined)?.stateDir ?? join(checkout, ".sluice", "demo");
+      const stateDir =
+        (cmd.parent?.opts() as { stateDir?: string } | undefined)?.stateDir ??
+        join(checkout, ".sluice", "demo");
       const stopped = await stopDemo(stateDir, (l) => process.stdout.write(`${l}\n`));
       process.stdout.write(stopped ? "stopped.\n" : "no demo is running.\n");
     });

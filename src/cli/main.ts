@@ -5,13 +5,25 @@
 import { Command, Option } from "commander";
 import { maskSecrets, render, toYamlStream } from "../render/index.js";
 import { type RenderFlags, renderOptions, reportError } from "./common.js";
-import { registerDemo } from "./demo.js";
 import { addRenderFlags } from "./flags.js";
-import { registerLocal } from "./local.js";
-import { registerRemoteCommands } from "./remote.js";
-import { registerServe } from "./serve.js";
 
-export function buildProgram(): Command {
+type Registrar = (program: Command) => void;
+
+/**
+ * Subcommands other than `render` are loaded only when named (their modules pull in the store,
+ * the server and the targets: ~250 ms of start-up that `render` should not pay). Help loads all.
+ */
+const lazy: [names: string[], load: () => Promise<Registrar>][] = [
+  [["apply", "diff"], async () => (await import("./local.js")).registerLocal],
+  [["serve"], async () => (await import("./serve.js")).registerServe],
+  [
+    ["get", "reconcile", "suspend", "resume", "events"],
+    async () => (await import("./remote.js")).registerRemoteCommands,
+  ],
+  [["demo"], async () => (await import("./demo.js")).registerDemo],
+];
+
+export async function buildProgram(argv: string[] = process.argv): Promise<Command> {
   const program = new Command("sluice")
     .description("GitOps delivery engine: Git in, built, deployed, verified environments out")
     .showHelpAfterError()
@@ -33,15 +45,21 @@ export function buildProgram(): Command {
       flags.output === "json" ? `${JSON.stringify(objects, null, 2)}\n` : toYamlStream(objects),
     );
   });
-  registerLocal(program);
-  registerServe(program);
-  registerRemoteCommands(program);
-  registerDemo(program);
+  const named = argv[2];
+  const wanted = lazy.filter(
+    ([names]) => named === undefined || names.includes(named) || !lazy.some(([n]) => n.includes(named)),
+  );
+  for (const [, load] of named === "render" ? [] : wanted) (await load())(program);
   return program;
 }
 
+/** Exits once stdout and stderr have drained: process.exit() on a pipe would cut output short. */
+export function exitAfterFlush(code: number): void {
+  process.stdout.write("", () => process.stderr.write("", () => process.exit(code)));
+}
+
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  const program = await buildProgram(argv);
   try {
     await program.parseAsync(argv);
     return typeof process.exitCode === "number" ? process.exitCode : 0;
@@ -58,5 +76,5 @@ export async function main(argv: string[]): Promise<number> {
 
 // Run when executed directly (`tsx src/cli/main.ts …`); bin/sluice.js calls main() itself.
 if (/[\\/]cli[\\/]main\.[jt]s$/.test(process.argv[1] ?? "")) {
-  main(process.argv).then((code) => process.exit(code));
+  main(process.argv).then(exitAfterFlush);
 }

@@ -151,9 +151,9 @@ export function walkKustomization(
 type Runner = { cmd: string; args: (dir: string) => string[] };
 let runner: Promise<Runner> | undefined;
 
-async function which(cmd: string): Promise<boolean> {
+async function which(cmd: string, args: string[]): Promise<boolean> {
   try {
-    await run(cmd, ["version"], { timeout: 20_000 });
+    await run(cmd, args, { timeout: 20_000 });
     return true;
   } catch (e) {
     return (
@@ -167,8 +167,10 @@ export function kustomizeRunner(): Promise<Runner> {
   runner ??= (async () => {
     const explicit = process.env.SLUICE_KUSTOMIZE;
     if (explicit) return { cmd: explicit, args: (d) => ["build", d] };
-    if (await which("kustomize")) return { cmd: "kustomize", args: (d) => ["build", d] };
-    if (await which("kubectl")) return { cmd: "kubectl", args: (d) => ["kustomize", d] };
+    if (await which("kustomize", ["version"])) return { cmd: "kustomize", args: (d) => ["build", d] };
+    // --client: never contact a cluster just to find out whether kubectl exists.
+    if (await which("kubectl", ["version", "--client"]))
+      return { cmd: "kubectl", args: (d) => ["kustomize", d] };
     throw new SluiceError(
       "KustomizeMissing",
       "neither kustomize nor kubectl is installed; one is needed to build kustomizations",

@@ -200,6 +200,9 @@ export function createServer(opts: ServerOptions = {}): http.Server {
 
   const server = http.createServer((req, res) => {
     const started = process.hrtime.bigint();
+    // While draining, every answer closes its connection: the client reconnects, through the
+    // service, to a pod that is not stopping — instead of losing a request on a closed socket.
+    if (draining.has(server)) res.setHeader("connection", "close");
     const method = req.method ?? "GET";
     const path = (req.url ?? "/").split("?")[0] ?? "/";
     res.on("finish", () => {
@@ -243,8 +246,16 @@ export function createServer(opts: ServerOptions = {}): http.Server {
   return server;
 }
 
-/** Stops accepting, lets in-flight requests finish (bounded by `graceMs`), then resolves. */
-export function shutdown(server: http.Server, graceMs = 10_000): Promise<void> {
+const draining = new WeakSet<http.Server>();
+
+/**
+ * Stops gracefully: first `drainMs` of answering with `Connection: close` (busy keep-alive clients
+ * move to other pods on their next request; closing their idle sockets at once would race with
+ * that request), then stops accepting and lets in-flight requests finish (bounded by `graceMs`).
+ */
+export async function shutdown(server: http.Server, graceMs = 10_000, drainMs = 1_000): Promise<void> {
+  draining.add(server);
+  if (drainMs > 0) await new Promise((r) => setTimeout(r, drainMs).unref());
   return new Promise((resolve) => {
     // Keep-alive connections become idle once their in-flight response is sent; close them as they do.
     const sweep = setInterval(() => server.closeIdleConnections(), 50);
