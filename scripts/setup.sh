@@ -25,8 +25,11 @@ fi
 
 # npm dependencies: reinstall when the lock file changed since the last install.
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  step "npm ci"
-  npm ci --no-audit --no-fund --loglevel=error
+  step "npm install (from package-lock.json)"
+  # Not `npm ci`: npm 11 leaves biome's optional per-platform packages out of the lock file it
+  # writes, then `npm ci` refuses that same lock as out of sync. `install --no-save` installs the
+  # locked versions and never rewrites package.json or the lock.
+  npm install --no-audit --no-fund --no-save --loglevel=error
 fi
 
 # Go-built peers (sops, …): each script builds into $SLUICE_BIN only when its binary is missing.

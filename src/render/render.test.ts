@@ -172,6 +172,16 @@ describe("render of a plain directory", () => {
     );
   });
 
+  test("a file with YAML anchors (the bounded path) substitutes exactly like one without", async () => {
+    const plain = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: a}\ndata:\n  x: ${X}\n  y: '${X}'\n";
+    const anchored = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: b, labels: &l {k: v}}\ndata:\n  x: ${X}\n  y: '${X}'\n  z: *l\n";
+    const root = tree({ "a.yaml": plain, "b.yaml": anchored });
+    const { objects } = await render({ root, path: ".", vars: { X: "8" } });
+    const [a, b] = objects as any[];
+    assert.deepEqual(a.data, { x: 8, y: "8" });
+    assert.deepEqual(b.data, { x: 8, y: "8", z: { k: "v" } });
+  });
+
   test("toYamlStream round-trips", async () => {
     const root = tree({ "app.yaml": deployment });
     const { objects } = await render({ root, path: ".", allowUndefined: true });

@@ -23,6 +23,7 @@ import { tmpdir } from "node:os";
 import { extname, join, relative } from "node:path";
 import { type Document, stringify } from "yaml";
 import {
+  defaultYamlLimits,
   isKubeObject,
   type KubeObject,
   objectKey,
@@ -31,8 +32,8 @@ import {
   secureReadFile,
   secureResolve,
   subject,
-  type YamlNodeDoc,
 } from "../core/index.js";
+import { fastParse, looksLikeObjectValue, objectNameOf, substituteValue } from "./fast.js";
 import { type AgeIdentities, decryptSopsFile, isSopsDocument } from "../sops/index.js";
 import { kustomizationFile, kustomizeBuild, walkKustomization } from "./kustomize.js";
 import { sortLegacy } from "./order.js";
@@ -112,56 +113,58 @@ export async function render(opts: RenderOptions): Promise<RenderResult> {
   const vars = mergeLayers(layers);
   const warnings: string[] = [];
 
-  let docs: { doc: YamlNodeDoc["doc"]; node?: YamlNodeDoc; file: string; index: number }[];
-  if (st.isDirectory() && kustomizationFile(target)) {
-    const text = await buildKustomization(root, target, display, opts, limits);
-    docs = parseYamlDocuments(text, `kustomize build ${display}`, {
-      maxBytes: Number.MAX_SAFE_INTEGER,
-      maxAliases: limits.maxAliases,
-    })
-      .filter((d) => d.doc.contents !== null)
-      .map((d) => ({ doc: d.doc, node: d, file: `kustomize build ${display}`, index: d.index }));
+  const strict = !opts.allowUndefined;
+  const missing: Missing[] = [];
+  const objects: unknown[] = [];
+  /** Parses one stream (a file, or kustomize's output), substitutes, and collects its objects. */
+  const addStream = (text: string, file: string, maxBytes: number) => {
+    const fast = fastParse(text, file, defaultYamlLimits.maxDepth);
+    if (fast) {
+      fast.forEach((doc, index) => {
+        if (doc === null || doc === undefined) return;
+        if (!looksLikeObjectValue(doc)) throw notKubernetes(file, index, doc);
+        const r = substituteValue(doc, vars, strict, objectNameOf(doc, file, index));
+        missing.push(...r.missing);
+        objects.push(r.value);
+        if (objects.length > limits.maxObjects) throw tooMany(display, limits.maxObjects);
+      });
+      return;
+    }
+    // The `yaml` path: aliases (bounded), and errors with file, document and line.
+    for (const d of parseYamlDocuments(text, file, { maxBytes, maxAliases: limits.maxAliases })) {
+      if (d.doc.contents === null) continue;
+      if (!looksLikeObject(d.doc)) throw notKubernetes(file, d.index, d.toValue());
+      if (!substitutionDisabled(d.doc)) missing.push(...substituteDocument(d.doc, vars, strict, objectName(d.doc, file, d.index)));
+      objects.push(d.toValue());
+      if (objects.length > limits.maxObjects) throw tooMany(display, limits.maxObjects);
+    }
+  };
+
+  const built = st.isDirectory() && !!kustomizationFile(target);
+  if (built) {
+    addStream(await buildKustomization(root, target, display, opts, limits), `kustomize build ${display}`, Number.MAX_SAFE_INTEGER);
   } else {
-    const files = st.isDirectory() ? listYamlFiles(root, target) : [target];
-    docs = [];
-    for (const f of files) {
+    for (const f of st.isDirectory() ? listYamlFiles(root, target) : [target]) {
       const rel = relative(root, f);
       let text = secureReadFile(root, f, limits.maxFileBytes);
       // sops' MAC covers every document of a file, so an encrypted file is decrypted whole,
       // from its text (key order and timestamps as sops hashed them), before parsing.
       if (looksEncrypted(text)) text = await decryptSopsFile(text, rel, "yaml", requireIdentities(opts, rel));
-      for (const d of parseYamlDocuments(text, rel, { maxAliases: limits.maxAliases })) {
-        if (d.doc.contents === null) continue;
-        // Checked on the nodes: converting here and again after substitution costs ~10%.
-        if (!looksLikeObject(d.doc)) throw notKubernetes(rel, d.index, d.toValue());
-        docs.push({ doc: d.doc, node: d, file: rel, index: d.index });
-        if (docs.length > limits.maxObjects) throw tooMany(display, limits.maxObjects);
-      }
+      addStream(text, rel, limits.maxFileBytes);
     }
   }
-  if (docs.length > limits.maxObjects) throw tooMany(display, limits.maxObjects);
-
-  const missing: Missing[] = [];
-  const objects: KubeObject[] = [];
-  for (const d of docs) {
-    const name = objectName(d.doc, d.file, d.index);
-    if (!substitutionDisabled(d.doc))
-      missing.push(...substituteDocument(d.doc, vars, !opts.allowUndefined, name));
-  }
   if (missing.length > 0) throw undefinedVariables(display, missing);
-  for (const d of docs) {
-    const value = d.node ? d.node.toValue() : d.doc.toJS({ maxAliasCount: limits.maxAliases });
-    if (!isKubeObject(value)) throw notKubernetes(d.file, d.index, value);
+  for (const value of objects) {
+    if (!isKubeObject(value)) throw notKubernetes(display, objects.indexOf(value), value);
     if (isSopsDocument(value)) {
       throw new SluiceError("DecryptionFailed", `${subject(value)}: still SOPS-encrypted after the build`, {
         detail: { object: subject(value) },
         hint: "encrypted files must be listed as kustomize resources or generator inputs inside the repository",
       });
     }
-    objects.push(value);
   }
   const seen = new Map<string, number>();
-  objects.forEach((o, i) => {
+  (objects as KubeObject[]).forEach((o, i) => {
     const k = objectKey(o);
     if (seen.has(k))
       throw new SluiceError("ConfigInvalid", `${display}: ${subject(o)} is defined twice`, {
@@ -169,7 +172,7 @@ export async function render(opts: RenderOptions): Promise<RenderResult> {
       });
     seen.set(k, i);
   });
-  const ordered = st.isDirectory() && kustomizationFile(target) ? objects : sortLegacy(objects);
+  const ordered = built ? (objects as KubeObject[]) : sortLegacy(objects as KubeObject[]);
   return {
     objects: ordered,
     warnings,

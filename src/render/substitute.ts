@@ -88,7 +88,7 @@ export function resolveCore(s: string): string | number | boolean {
   return s;
 }
 
-type Segment = string | number;
+export type Segment = string | number;
 
 function segments(path: readonly unknown[], key: unknown): Segment[] {
   const out: Segment[] = [];
@@ -120,11 +120,16 @@ export function isStringField(seg: readonly Segment[], kind: string): boolean {
 }
 
 function fieldPath(path: readonly unknown[], key: unknown): string {
-  const s = segments(path, key)
+  const out = formatSegments(segments(path, key));
+  return key === "key" ? `${out} (key)` : out;
+}
+
+/** `spec.template.spec.containers[0].image` */
+export function formatSegments(seg: readonly Segment[]): string {
+  const s = seg
     .map((k) =>
       typeof k === "number" ? `[${k}]` : /^[A-Za-z0-9_-]+$/.test(k) ? `.${k}` : `[${JSON.stringify(k)}]`,
     )
     .join("");
-  const out = s.startsWith(".") ? s.slice(1) : s || "(document)";
-  return key === "key" ? `${out} (key)` : out;
+  return s.startsWith(".") ? s.slice(1) : s || "(document)";
 }
