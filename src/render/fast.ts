@@ -9,7 +9,14 @@
 import { CORE_SCHEMA, defineScalarTag, loadAll, NOT_RESOLVED } from "js-yaml";
 import { SluiceError } from "../core/index.js";
 import { envsubst } from "./envsubst.js";
-import { formatSegments, isStringField, type Missing, resolveCore, SUBSTITUTE_KEY, type Segment } from "./substitute.js";
+import {
+  formatSegments,
+  isStringField,
+  type Missing,
+  resolveCore,
+  type Segment,
+  SUBSTITUTE_KEY,
+} from "./substitute.js";
 
 /** An unquoted scalar that contains `$`, before substitution. */
 export class Placeholder {
@@ -45,7 +52,13 @@ export function looksLikeObjectValue(v: unknown): boolean {
   if (!v || typeof v !== "object" || Array.isArray(v)) return false;
   const o = v as Record<string, unknown>;
   const md = o.metadata as Record<string, unknown> | undefined;
-  return str(o.apiVersion) !== undefined && str(o.kind) !== undefined && !!md && typeof md === "object" && str(md.name) !== undefined;
+  return (
+    str(o.apiVersion) !== undefined &&
+    str(o.kind) !== undefined &&
+    !!md &&
+    typeof md === "object" &&
+    str(md.name) !== undefined
+  );
 }
 
 export function objectNameOf(v: unknown, file: string, index: number): string {
@@ -59,7 +72,10 @@ export function objectNameOf(v: unknown, file: string, index: number): string {
 }
 
 function disabled(v: unknown): boolean {
-  const md = ((v as Record<string, unknown>).metadata ?? {}) as Record<string, Record<string, unknown> | undefined>;
+  const md = ((v as Record<string, unknown>).metadata ?? {}) as Record<
+    string,
+    Record<string, unknown> | undefined
+  >;
   return md.labels?.[SUBSTITUTE_KEY] === "disabled" || md.annotations?.[SUBSTITUTE_KEY] === "disabled";
 }
 
@@ -81,13 +97,18 @@ export function substituteValue(
     } catch (e) {
       const field = formatSegments(path) + (isKey ? " (key)" : "");
       const inner = e instanceof SluiceError ? e : undefined;
-      throw new SluiceError("SubstitutionFailed", `${objectName}: field ${field}: ${e instanceof Error ? e.message : String(e)}`, {
-        detail: { ...inner?.detail, object: objectName, field },
-        ...(inner?.hint ? { hint: inner.hint } : {}),
-        cause: e,
-      });
+      throw new SluiceError(
+        "SubstitutionFailed",
+        `${objectName}: field ${field}: ${e instanceof Error ? e.message : String(e)}`,
+        {
+          detail: { ...inner?.detail, object: objectName, field },
+          ...(inner?.hint ? { hint: inner.hint } : {}),
+          cause: e,
+        },
+      );
     }
-    for (const name of res.missing) missing.push({ name, object: objectName, field: formatSegments(path) + (isKey ? " (key)" : "") });
+    for (const name of res.missing)
+      missing.push({ name, object: objectName, field: formatSegments(path) + (isKey ? " (key)" : "") });
     return res.output;
   };
   const walk = (v: unknown): unknown => {
@@ -112,7 +133,12 @@ export function substituteValue(
         path.push(k);
         const key = off || !k.includes("$") ? k : sub(k, true);
         // defineProperty: a `__proto__` key must stay a key, not replace the prototype.
-        Object.defineProperty(out, key, { value: walk(val), enumerable: true, writable: true, configurable: true });
+        Object.defineProperty(out, key, {
+          value: walk(val),
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        });
         path.pop();
       }
       return out;

@@ -173,8 +173,10 @@ describe("render of a plain directory", () => {
   });
 
   test("a file with YAML anchors (the bounded path) substitutes exactly like one without", async () => {
-    const plain = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: a}\ndata:\n  x: ${X}\n  y: '${X}'\n";
-    const anchored = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: b, labels: &l {k: v}}\ndata:\n  x: ${X}\n  y: '${X}'\n  z: *l\n";
+    const plain =
+      "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: a}\ndata:\n  x: ${X}\n  y: '${X}'\n";
+    const anchored =
+      "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: b, labels: &l {k: v}}\ndata:\n  x: ${X}\n  y: '${X}'\n  z: *l\n";
     const root = tree({ "a.yaml": plain, "b.yaml": anchored });
     const { objects } = await render({ root, path: ".", vars: { X: "8" } });
     const [a, b] = objects as any[];

@@ -33,8 +33,8 @@ import {
   secureResolve,
   subject,
 } from "../core/index.js";
-import { fastParse, looksLikeObjectValue, objectNameOf, substituteValue } from "./fast.js";
 import { type AgeIdentities, decryptSopsFile, isSopsDocument } from "../sops/index.js";
+import { fastParse, looksLikeObjectValue, objectNameOf, substituteValue } from "./fast.js";
 import { kustomizationFile, kustomizeBuild, walkKustomization } from "./kustomize.js";
 import { sortLegacy } from "./order.js";
 import { type Missing, substituteDocument, substitutionDisabled } from "./substitute.js";
@@ -134,7 +134,8 @@ export async function render(opts: RenderOptions): Promise<RenderResult> {
     for (const d of parseYamlDocuments(text, file, { maxBytes, maxAliases: limits.maxAliases })) {
       if (d.doc.contents === null) continue;
       if (!looksLikeObject(d.doc)) throw notKubernetes(file, d.index, d.toValue());
-      if (!substitutionDisabled(d.doc)) missing.push(...substituteDocument(d.doc, vars, strict, objectName(d.doc, file, d.index)));
+      if (!substitutionDisabled(d.doc))
+        missing.push(...substituteDocument(d.doc, vars, strict, objectName(d.doc, file, d.index)));
       objects.push(d.toValue());
       if (objects.length > limits.maxObjects) throw tooMany(display, limits.maxObjects);
     }
@@ -142,7 +143,11 @@ export async function render(opts: RenderOptions): Promise<RenderResult> {
 
   const built = st.isDirectory() && !!kustomizationFile(target);
   if (built) {
-    addStream(await buildKustomization(root, target, display, opts, limits), `kustomize build ${display}`, Number.MAX_SAFE_INTEGER);
+    addStream(
+      await buildKustomization(root, target, display, opts, limits),
+      `kustomize build ${display}`,
+      Number.MAX_SAFE_INTEGER,
+    );
   } else {
     for (const f of st.isDirectory() ? listYamlFiles(root, target) : [target]) {
       const rel = relative(root, f);
