@@ -115,7 +115,7 @@ export function machineLine(m: Machine): string {
 
 function sideLine(st: Stats): string {
   const rss = st.peakRssKb
-    ? `, peak RSS ${Math.round(st.peakRssKb / 1024)} MiB (${st.rssSource === "child:/usr/bin/time" ? "`/usr/bin/time -f %M`, largest process of the tree" : "`process.resourceUsage().maxRSS` of the benchmark process: an upper bound"})`
+    ? `, peak RSS ${Math.round(st.peakRssKb / 1024)} MiB (${st.rssSource === "child:/usr/bin/time" ? "`/usr/bin/time -f %M`, largest process of the tree" : st.rssSource === "proc:VmRSS" ? "VmRSS of the measured process, from /proc" : "`process.resourceUsage().maxRSS` of the benchmark process: an upper bound"})`
     : "";
   const p95 = st.p95Ms !== undefined ? `, p95 ${fmtMs(st.p95Ms)}` : "";
   return `\`${st.label}\`: median ${fmtMs(st.medianMs)}${p95}, min ${fmtMs(st.minMs)}, max ${fmtMs(st.maxMs)} over ${st.n} runs${rss}${st.objectsPerSec ? `; ${st.objects} objects, ${fmtRate(st)}` : ""}`;

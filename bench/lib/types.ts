@@ -22,6 +22,8 @@ export type RssSource =
   | "child:/usr/bin/time"
   /** `process.resourceUsage().maxRSS` of the benchmark process itself (an upper bound). */
   | "in-process:maxRSS"
+  /** VmRSS from /proc/<pid>/status of the measured process (a long-running child). */
+  | "proc:VmRSS"
   | "none";
 
 export interface Side {

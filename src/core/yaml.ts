@@ -66,11 +66,18 @@ export function parseYamlDocuments(
     const firstErr = doc.errors[0];
     if (firstErr) {
       const line = lineAt(firstErr.pos[0]);
+      // The commonest cause in manifests: an unquoted ${VAR} inside {…} or […], where braces are
+      // YAML syntax.
+      const source = textLine(text, line) ?? "";
+      const flowPlaceholder = /[{[].*\$\{/.test(source);
       throw new SluiceError(
         "YamlInvalid",
         `${file}: document ${index}, line ${line}: ${firstLine(firstErr.message)}`,
         {
           detail: { file, document: index, line },
+          ...(flowPlaceholder
+            ? { hint: "quote ${VAR} placeholders inside {…} or […] (flow collections), or use block style" }
+            : {}),
         },
       );
     }
@@ -129,6 +136,10 @@ export function parseYamlOne(
     });
   }
   return docs[0];
+}
+
+function textLine(text: string, line: number): string | undefined {
+  return text.split("\n")[line - 1];
 }
 
 function firstLine(s: string): string {

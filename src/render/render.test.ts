@@ -199,6 +199,15 @@ describe("render refuses bad input", () => {
     await rejects(render({ root, path: "." }), "YamlInvalid", /bad\.yaml: document 1, line \d+/);
   });
 
+  test("an unquoted ${VAR} inside a flow map gets a hint", async () => {
+    const root = tree({ "a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a-${X}}\n" });
+    await assert.rejects(render({ root, path: ".", vars: { X: "1" } }), (e: any) => {
+      assert.equal(e.code, "YamlInvalid");
+      assert.match(e.hint, /quote \$\{VAR\} placeholders/);
+      return true;
+    });
+  });
+
   test("a YAML bomb is an error, not a hang", async () => {
     const bomb = ["a: &a [x, x, x, x, x, x, x, x, x]"];
     for (let i = 1; i < 9; i++)
