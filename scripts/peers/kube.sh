@@ -58,10 +58,13 @@ mkdir -p "$SLUICE_BIN" "$GOCACHE" "$GOMODCACHE"
 if [ ! -x "$etcd_bin" ]; then
   echo "kube: building etcd $ETCD_VERSION with $(go version | cut -d' ' -f3) (a few minutes the first time)"
   start=$(date +%s)
-  tmp=$(mktemp -d)
-  GOBIN="$tmp" go install "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
-  mv "$tmp/server" "$etcd_bin.tmp" && mv "$etcd_bin.tmp" "$etcd_bin"
-  rm -rf "$tmp"
+  # etcd's server module has ../ replace directives, so `go install …@version` refuses it; the
+  # module in tools/kube/etcd requires it and its sibling modules at the same tag instead.
+  if ! grep -q "go.etcd.io/etcd/server/v3 $ETCD_VERSION" "$MOD_DIR/etcd/go.mod"; then
+    sed -i "s#\(go.etcd.io/etcd/[a-z/0-9]*\) v3[^ ]*#\1 $ETCD_VERSION#" "$MOD_DIR/etcd/go.mod"
+  fi
+  (cd "$MOD_DIR/etcd" && go build -mod=mod -trimpath -ldflags="-s -w" -o "$etcd_bin.tmp" go.etcd.io/etcd/server/v3)
+  mv "$etcd_bin.tmp" "$etcd_bin"
   echo "kube: built etcd $ETCD_VERSION in $(( $(date +%s) - start ))s"
 fi
 
