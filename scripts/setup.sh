@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything Sluice's demo and tests need on a fresh Debian machine, idempotently:
-# Debian packages (when missing), npm dependencies, Go-built peer binaries in ~/.cache/sluice/bin,
-# and the compiled CLI. Safe to run again: each step checks before it works.
+# Debian packages (when missing), npm dependencies, with --peers the Go-built peer binaries the
+# tests use (in ~/.cache/sluice/bin), and the compiled CLI. Safe to run again: each step checks
+# before it works.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export SLUICE_BIN="${SLUICE_BIN:-$HOME/.cache/sluice/bin}"
@@ -32,8 +33,10 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   npm install --no-audit --no-fund --no-save --loglevel=error
 fi
 
-# Go-built peers (sops, …): each script builds into $SLUICE_BIN only when its binary is missing.
+# Go-built peers for the tests (sops, kube-apiserver, …): only with --peers (the test command
+# passes it; the demo needs none of them). Each builds into $SLUICE_BIN only when missing.
 for peer in scripts/peers/*.sh; do
+  [ "${1:-}" = "--peers" ] || break
   [ -e "$peer" ] || continue
   bash "$peer"
 done

@@ -3,7 +3,7 @@
 # benchmarks in --quick mode so they never rot. Exits non-zero on the first failing stage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --peers
 export PATH="$HOME/.cache/sluice/bin:$PATH"
 
 echo "==> lint (biome)"
