@@ -5,7 +5,6 @@ import { dirname, relative, resolve } from "node:path";
 import { isInside, isSluiceError, SluiceError } from "../core/index.js";
 import { readOverride } from "../envs/index.js";
 import type { RenderOptions } from "../render/index.js";
-import { loadAgeIdentities } from "../sops/index.js";
 
 /** Exit codes: 0 success, 1 "differs" (diff) or a failed check, 2 an error. */
 export const EXIT_DIFFERS = 1;
@@ -66,7 +65,14 @@ function positiveInt(flag: string, v: string | undefined): number | undefined {
 export async function renderOptions(path: string, flags: RenderFlags): Promise<RenderOptions> {
   const root = repositoryRoot(path, flags.root);
   const abs = realpathSync(resolve(path));
-  const ids = await loadAgeIdentities({ keyFile: flags.ageKeyFile, env: process.env });
+  // The SOPS module (and its crypto) loads only when an age identity is configured.
+  const wantIds = flags.ageKeyFile || process.env.SOPS_AGE_KEY_FILE || process.env.SOPS_AGE_KEY;
+  const ids = wantIds
+    ? await (await import("../sops/index.js")).loadAgeIdentities({
+        keyFile: flags.ageKeyFile,
+        env: process.env,
+      })
+    : { identities: [] };
   const limits: RenderOptions["limits"] = {};
   const mfb = positiveInt("--max-file-bytes", flags.maxFileBytes);
   const mo = positiveInt("--max-objects", flags.maxObjects);

@@ -1,5 +1,5 @@
 /** Declarative configuration from Git: the supported Flux and Sluice kinds, strictly validated. */
-export { formatDuration, parseDuration } from "./duration.js";
+export { formatDuration, parseDuration } from "../core/index.js";
 export * from "./kinds.js";
 export {
   byKind,

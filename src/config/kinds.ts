@@ -4,7 +4,7 @@
  * unknown or unsupported field is an error naming the field, never silently ignored.
  */
 import { z } from "zod";
-import { parseDuration } from "./duration.js";
+import { parseDuration } from "../core/index.js";
 
 const duration = z
   .string()

@@ -5,8 +5,8 @@
  * rule has no environment. Two branches that would produce the same environment name are a
  * conflict: the first (in branch-name order) wins and the others are reported, never merged.
  */
-import { type EnvironmentRule, type EnvironmentsSpec, parseDuration } from "../config/index.js";
-import { SluiceError } from "../core/index.js";
+import type { EnvironmentRule, EnvironmentsSpec } from "../config/index.js";
+import { parseDuration, SluiceError } from "../core/index.js";
 import { slugifyBranch } from "../source/index.js";
 
 export interface Environment {

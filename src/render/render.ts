@@ -33,7 +33,7 @@ import {
   secureResolve,
   subject,
 } from "../core/index.js";
-import { type AgeIdentities, decryptSopsFile, isSopsDocument } from "../sops/index.js";
+import type { AgeIdentities } from "../sops/index.js";
 import { fastParse, looksLikeObjectValue, objectNameOf, substituteValue } from "./fast.js";
 import { kustomizationFile, kustomizeBuild, walkKustomization } from "./kustomize.js";
 import { sortLegacy } from "./order.js";
@@ -154,14 +154,15 @@ export async function render(opts: RenderOptions): Promise<RenderResult> {
       let text = secureReadFile(root, f, limits.maxFileBytes);
       // sops' MAC covers every document of a file, so an encrypted file is decrypted whole,
       // from its text (key order and timestamps as sops hashed them), before parsing.
-      if (looksEncrypted(text)) text = await decryptSopsFile(text, rel, "yaml", requireIdentities(opts, rel));
+      if (looksEncrypted(text))
+        text = await (await sops()).decryptSopsFile(text, rel, "yaml", requireIdentities(opts, rel));
       addStream(text, rel, limits.maxFileBytes);
     }
   }
   if (missing.length > 0) throw undefinedVariables(display, missing);
   for (const value of objects) {
     if (!isKubeObject(value)) throw notKubernetes(display, objects.indexOf(value), value);
-    if (isSopsDocument(value)) {
+    if (isSopsMetadata(value)) {
       throw new SluiceError("DecryptionFailed", `${subject(value)}: still SOPS-encrypted after the build`, {
         detail: { object: subject(value) },
         hint: "encrypted files must be listed as kustomize resources or generator inputs inside the repository",
@@ -224,13 +225,24 @@ async function buildKustomization(
     for (const f of encrypted) {
       const rel = relative(root, f);
       const text = secureReadFile(root, f, limits.maxFileBytes);
-      const plain = await decryptSopsFile(text, rel, formatOf(f), ids);
+      const plain = await (await sops()).decryptSopsFile(text, rel, formatOf(f), ids);
       writeFileSync(join(tmp, rel), plain, { mode: 0o600 });
     }
     return await kustomizeBuild(join(tmp, relative(root, dir)), display, limits.timeoutMs);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
+}
+
+/** The SOPS module (and its crypto) is loaded only when a repository holds encrypted files. */
+function sops() {
+  return import("../sops/index.js");
+}
+
+/** A rendered object still carrying sops metadata (an encrypted file kustomize did not read). */
+function isSopsMetadata(value: object): boolean {
+  const m = (value as { sops?: unknown }).sops;
+  return typeof m === "object" && m !== null && "mac" in m;
 }
 
 /** Cheap test before parsing: sops writes `ENC[AES256_GCM,` values and a `sops` metadata key. */

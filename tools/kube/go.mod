@@ -1,7 +1,7 @@
 // Build-only module for the test control plane (scripts/peers/kube.sh). No code lives here.
 module sluice.dev/tools/kube
 
-go 1.24
+go 1.24.0
 
 require k8s.io/kubernetes v1.34.4
 
