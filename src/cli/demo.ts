@@ -22,7 +22,8 @@ export function registerDemo(program: Command): void {
       say("");
       for (const [env, url] of Object.entries(d.urls)) say(`replace-api ${env}: ${url}`);
       say(`\nAPI ${d.apiUrl} (token: ${join(o.stateDir, "agent", "operator-token")})`);
-      say(`Push to try it: git -C ${d.workdir} push origin HEAD:staging`);
+      say(`Try a change: in ${d.workdir}, git checkout staging, edit deploy/base/replacements.json,`);
+      say("commit, and git push: staging rolls in seconds while production keeps answering.");
       if (o.exitWhenReady) {
         await d.stop();
         return;
