@@ -107,12 +107,21 @@ function external(path: string): ControlPlane {
   return cp;
 }
 
-export async function startControlPlane(): Promise<ControlPlane> {
+export interface ControlPlaneOptions {
+  /**
+   * Also run kube-controller-manager (Deployments get ReplicaSets and Pods, Namespaces finish
+   * terminating). Off by default: tests then own every status through the status subresource.
+   */
+  controllerManager?: boolean;
+}
+
+export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
   const ext = process.env.SLUICE_TEST_KUBECONFIG;
   if (ext) return external(ext);
 
   const etcdBin = binary("etcd", ETCD_VERSION);
   const apiBin = binary("kube-apiserver", KUBE_VERSION);
+  const kcmBin = opts.controllerManager ? binary("kube-controller-manager", KUBE_VERSION) : undefined;
   const dir = mkdtempSync(join(tmpdir(), "sluice-kube-"));
   const [clientPort, peerPort, securePort] = [await freePort(), await freePort(), await freePort()];
   const token = randomBytes(24).toString("hex");
@@ -210,6 +219,27 @@ export async function startControlPlane(): Promise<ControlPlane> {
         "current-context": "test",
       }),
     );
+    if (kcmBin) {
+      procs.push(
+        spawn(
+          kcmBin,
+          [
+            `--kubeconfig=${kubeconfigPath}`,
+            `--authentication-kubeconfig=${kubeconfigPath}`,
+            `--authorization-kubeconfig=${kubeconfigPath}`,
+            "--leader-elect=false",
+            "--controllers=*,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
+            `--service-account-private-key-file=${join(dir, "sa.key")}`,
+            `--root-ca-file=${join(certDir, "apiserver.crt")}`,
+            "--use-service-account-credentials=false",
+            "--bind-address=127.0.0.1",
+            `--secure-port=${await freePort()}`,
+            `--cert-dir=${join(dir, "kcm-certs")}`,
+          ],
+          { stdio: ["ignore", log("kube-controller-manager"), log("kube-controller-manager")] },
+        ),
+      );
+    }
     return { kubeconfigPath, server, token, ca, stop };
   } catch (e) {
     await stop();
