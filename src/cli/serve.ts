@@ -4,6 +4,7 @@
  * operator token in `<state-dir>/operator-token` (mode 0600; never printed or logged).
  */
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Command } from "commander";
 import pino, { type Logger } from "pino";
@@ -14,7 +15,7 @@ import { createApiServer } from "../server/index.js";
 import { loadAgeIdentities } from "../sops/index.js";
 import { GitSource } from "../source/index.js";
 import { openStore, type Store } from "../store/index.js";
-import type { Target } from "../targets/index.js";
+import { LazyTarget, type Target } from "../targets/index.js";
 import { createLocalTarget, type LocalTarget } from "../targets/local/index.js";
 
 export interface ServeOptions {
@@ -23,6 +24,8 @@ export interface ServeOptions {
   listen: string;
   concurrency?: number;
   ageKeyFile?: string;
+  /** For environments whose target is a Kubernetes cluster. */
+  kubeconfig?: string;
   log?: Logger;
   /** Reported after each smoke-test check (the demo prints them like the seed's test.sh). */
   onCheck?: (env: string, unit: string, line: string) => void;
@@ -61,11 +64,29 @@ export async function startServe(opts: ServeOptions): Promise<Running> {
       stateDir: join(opts.stateDir, "local"),
       log: (m: string) => log.debug(m),
     });
+    // `kubernetes` or `kubernetes:<context>` (Environments rule `target`): one connection per
+    // context, made on first use, from --kubeconfig, $KUBECONFIG or ~/.kube/config.
+    const clusters = new Map<string, Target>();
     const target = (name: string): Target => {
       if (name === "local") return local;
-      throw new SluiceError("TargetUnavailable", `target ${name} is not available in this agent`, {
-        hint: "environments run on the local target; Kubernetes targets need a kubeconfig context",
-      });
+      const m = /^kubernetes(?::(.+))?$/.exec(name);
+      if (!m) {
+        throw new SluiceError("TargetUnavailable", `unknown target ${name}`, {
+          hint: "use local, kubernetes or kubernetes:<context>",
+        });
+      }
+      let t = clusters.get(name);
+      if (!t) {
+        const kubeconfig = opts.kubeconfig ?? process.env.KUBECONFIG ?? join(homedir(), ".kube", "config");
+        t = new LazyTarget("kubernetes", async () =>
+          (await import("../targets/kubernetes/index.js")).createKubernetesTarget({
+            kubeconfig,
+            ...(m[1] ? { context: m[1] } : {}),
+          }),
+        );
+        clusters.set(name, t);
+      }
+      return t;
     };
     const ids = await loadAgeIdentities({ keyFile: opts.ageKeyFile, env: process.env });
     // Smoke tests declared next to the configuration run after a unit is healthy.
@@ -114,6 +135,7 @@ export async function startServe(opts: ServeOptions): Promise<Running> {
         await api.close();
         await agent.stop();
         await local.close();
+        for (const c of clusters.values()) await c.close();
         store.close();
       },
     };

@@ -1,4 +1,6 @@
 /** Targets: where rendered objects run. The contract is in types.ts; implementations per folder. */
+
+export { LazyTarget } from "./lazy.js";
 export {
   type ApplyOptions,
   type ApplyResult,

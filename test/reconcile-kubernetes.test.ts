@@ -1,0 +1,86 @@
+/**
+ * The reconciler with an environment on a real Kubernetes API server (kube-apiserver + etcd built
+ * from Go modules): a push applies by server-side apply, a removed object is pruned.
+ */
+import assert from "node:assert/strict";
+import { request } from "node:https";
+import { after, before, test } from "node:test";
+import { LazyTarget } from "../src/targets/index.js";
+import { createKubernetesTarget } from "../src/targets/kubernetes/index.js";
+import { eventually, harness } from "./support/agent.js";
+import { type ControlPlane, startControlPlane } from "./support/controlplane.js";
+
+let cp: ControlPlane;
+before(async () => {
+  cp = await startControlPlane();
+});
+after(async () => {
+  await cp?.stop();
+});
+
+function get(path: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      `${cp.server}${path}`,
+      { ca: cp.ca, headers: { Authorization: `Bearer ${cp.token}` } },
+      (res) => {
+        res.resume();
+        res.on("end", () => resolve(res.statusCode ?? 0));
+      },
+    );
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+const cm = (name: string) =>
+  `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ${name}, namespace: shop}\ndata: {env: "\${ENV}"}\n`;
+
+test("an environment targeting Kubernetes is applied and pruned through the agent", async (t) => {
+  const h = await harness("app", {
+    "k/ns.yaml": "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n",
+    "k/a.yaml": cm("a"),
+    "k/b.yaml": cm("b"),
+  });
+  t.after(() => h.cleanup());
+  const cluster = new LazyTarget("kubernetes", () =>
+    createKubernetesTarget({ kubeconfig: cp.kubeconfigPath }),
+  );
+  const { agent, store } = await h.startAgent(
+    `apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata: {name: app}
+spec: {url: GIT_URL, interval: 1h, ref: {branch: main}}
+---
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata: {name: shop}
+spec: {sourceRef: {kind: GitRepository, name: app}, path: ./k, interval: 1h, prune: true, timeout: 30s}
+---
+apiVersion: sluice.dev/v1alpha1
+kind: Environments
+metadata: {name: branches}
+spec: {sourceRef: {name: app}, rules: [{branch: main, name: kube-prod, target: kubernetes}]}
+`,
+    { target: (name) => (name === "kubernetes" ? cluster : assert.fail(`unexpected target ${name}`)) },
+  );
+  t.after(() => cluster.close());
+  await eventually(
+    () => store.getUnitStatus("kube-prod", "shop")?.ready === "True",
+    "Ready on the cluster",
+    60_000,
+    () => store.listUnitStatus(),
+  );
+  assert.equal(await get("/api/v1/namespaces/shop/configmaps/a"), 200);
+  assert.equal(await get("/api/v1/namespaces/shop/configmaps/b"), 200);
+  assert.equal(store.getInventory("kube-prod", "shop")?.refs.length, 3);
+
+  const sha = await h.commitAndPush({ "k/b.yaml": "" }, "main");
+  await agent.notifyPush({ sources: ["app"] });
+  await eventually(
+    () => store.getUnitStatus("kube-prod", "shop")?.lastAppliedRevision === `main@sha1:${sha}`,
+    "the removal applied",
+  );
+  assert.equal(await get("/api/v1/namespaces/shop/configmaps/b"), 404, "pruned");
+  assert.equal(await get("/api/v1/namespaces/shop/configmaps/a"), 200, "kept");
+});
