@@ -8,7 +8,7 @@ import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { openStore } from "../src/store/index.js";
 import { defaultContainersConf } from "../src/targets/local/index.js";
-import { eventually, harness, httpText, webApp } from "./support/agent.js";
+import { eventually, fluxConfig, harness, httpText, webApp } from "./support/agent.js";
 
 const child = fileURLToPath(new URL("./support/agent-child.ts", import.meta.url));
 
@@ -24,26 +24,14 @@ function podsOf(env: string): string[] {
   return out.split("\n").filter(Boolean);
 }
 
+const config = fluxConfig({ env: "crash", units: ["web"] });
+
 test("kill -9 mid-apply, restart: converges with no duplicates and the run marked interrupted", async (t) => {
   const h = await harness("app", {
     "web/app.yaml": webApp({ name: "web", message: "one", port: 18490, replicas: 2 }),
   });
   t.after(() => h.cleanup());
-  const state = h.writeConfig(`apiVersion: source.toolkit.fluxcd.io/v1
-kind: GitRepository
-metadata: {name: app}
-spec: {url: GIT_URL, interval: 1h, ref: {branch: main}}
----
-apiVersion: kustomize.toolkit.fluxcd.io/v1
-kind: Kustomization
-metadata: {name: web}
-spec: {sourceRef: {kind: GitRepository, name: app}, path: ./web, interval: 1h, prune: true, timeout: 60s}
----
-apiVersion: sluice.dev/v1alpha1
-kind: Environments
-metadata: {name: branches}
-spec: {sourceRef: {name: app}, rules: [{branch: main, name: crash}]}
-`);
+  const state = h.writeConfig(config);
   const proc = spawn(process.execPath, ["--import", "tsx", child, state], {
     stdio: ["ignore", "pipe", "inherit"],
   });
@@ -67,21 +55,7 @@ spec: {sourceRef: {name: app}, rules: [{branch: main, name: crash}]}
   proc.kill("SIGKILL");
   await exited;
 
-  const { store, local } = await h.startAgent(`apiVersion: source.toolkit.fluxcd.io/v1
-kind: GitRepository
-metadata: {name: app}
-spec: {url: GIT_URL, interval: 1h, ref: {branch: main}}
----
-apiVersion: kustomize.toolkit.fluxcd.io/v1
-kind: Kustomization
-metadata: {name: web}
-spec: {sourceRef: {kind: GitRepository, name: app}, path: ./web, interval: 1h, prune: true, timeout: 60s}
----
-apiVersion: sluice.dev/v1alpha1
-kind: Environments
-metadata: {name: branches}
-spec: {sourceRef: {name: app}, rules: [{branch: main, name: crash}]}
-`);
+  const { store, local } = await h.startAgent(config);
   await eventually(
     () => store.getUnitStatus("crash", "web")?.ready === "True",
     "Ready after restart",

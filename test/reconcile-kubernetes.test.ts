@@ -7,7 +7,7 @@ import { request } from "node:https";
 import { after, before, test } from "node:test";
 import { LazyTarget } from "../src/targets/index.js";
 import { createKubernetesTarget } from "../src/targets/kubernetes/index.js";
-import { eventually, harness } from "./support/agent.js";
+import { eventually, fluxConfig, harness } from "./support/agent.js";
 import { type ControlPlane, startControlPlane } from "./support/controlplane.js";
 
 let cp: ControlPlane;
@@ -47,38 +47,24 @@ test("an environment targeting Kubernetes is applied and pruned through the agen
     createKubernetesTarget({ kubeconfig: cp.kubeconfigPath }),
   );
   const { agent, store } = await h.startAgent(
-    `apiVersion: source.toolkit.fluxcd.io/v1
-kind: GitRepository
-metadata: {name: app}
-spec: {url: GIT_URL, interval: 1h, ref: {branch: main}}
----
-apiVersion: kustomize.toolkit.fluxcd.io/v1
-kind: Kustomization
-metadata: {name: shop}
-spec: {sourceRef: {kind: GitRepository, name: app}, path: ./k, interval: 1h, prune: true, timeout: 30s}
----
-apiVersion: sluice.dev/v1alpha1
-kind: Environments
-metadata: {name: branches}
-spec: {sourceRef: {name: app}, rules: [{branch: main, name: kube-prod, target: kubernetes}]}
-`,
+    fluxConfig({ env: "kube-prod", units: ["k"], target: "kubernetes" }),
     { target: (name) => (name === "kubernetes" ? cluster : assert.fail(`unexpected target ${name}`)) },
   );
   t.after(() => cluster.close());
   await eventually(
-    () => store.getUnitStatus("kube-prod", "shop")?.ready === "True",
+    () => store.getUnitStatus("kube-prod", "k")?.ready === "True",
     "Ready on the cluster",
     60_000,
     () => store.listUnitStatus(),
   );
   assert.equal(await get("/api/v1/namespaces/shop/configmaps/a"), 200);
   assert.equal(await get("/api/v1/namespaces/shop/configmaps/b"), 200);
-  assert.equal(store.getInventory("kube-prod", "shop")?.refs.length, 3);
+  assert.equal(store.getInventory("kube-prod", "k")?.refs.length, 3);
 
   const sha = await h.commitAndPush({ "k/b.yaml": "" }, "main");
   await agent.notifyPush({ sources: ["app"] });
   await eventually(
-    () => store.getUnitStatus("kube-prod", "shop")?.lastAppliedRevision === `main@sha1:${sha}`,
+    () => store.getUnitStatus("kube-prod", "k")?.lastAppliedRevision === `main@sha1:${sha}`,
     "the removal applied",
   );
   assert.equal(await get("/api/v1/namespaces/shop/configmaps/b"), 404, "pruned");

@@ -13,7 +13,7 @@ import { test } from "node:test";
 import { generateIdentity, identityToRecipient } from "age-encryption";
 import pino from "pino";
 import { createApiServer } from "../src/server/index.js";
-import { eventually, harness, webApp } from "./support/agent.js";
+import { eventually, fluxConfig, harness, webApp } from "./support/agent.js";
 
 const SOPS = join(process.env.SLUICE_BIN ?? join(homedir(), ".cache", "sluice", "bin"), "sops");
 const SECRETS = ["sops-plain-value-4711", "plain-secret-value-0815", "substituted-secret-value-1234"];
@@ -61,32 +61,12 @@ test("no secret value reaches logs, events, runs, status, the API, metrics or ta
   });
   const log = pino({ level: "debug" }, sink);
   const { agent, store } = await h.startAgent(
-    `apiVersion: source.toolkit.fluxcd.io/v1
-kind: GitRepository
-metadata: {name: app}
-spec: {url: GIT_URL, interval: 1h, ref: {branch: main}}
----
-apiVersion: kustomize.toolkit.fluxcd.io/v1
-kind: Kustomization
-metadata: {name: web}
-spec:
-  sourceRef: {kind: GitRepository, name: app}
-  path: ./web
-  interval: 1h
-  prune: true
-  postBuild:
-    substituteFrom: [{kind: Secret, name: vars}]
----
-apiVersion: sluice.dev/v1alpha1
-kind: Environments
-metadata: {name: branches}
-spec: {sourceRef: {name: app}, rules: [{branch: main, name: secrets}]}
----
-apiVersion: v1
-kind: Secret
-metadata: {name: vars}
-stringData: {DB_PASSWORD: ${SECRETS[2]}}
-`,
+    fluxConfig({
+      env: "secrets",
+      units: ["web"],
+      unitSpec: "  postBuild:\n    substituteFrom: [{kind: Secret, name: vars}]\n",
+      extra: `---\napiVersion: v1\nkind: Secret\nmetadata: {name: vars}\nstringData: {DB_PASSWORD: ${SECRETS[2]}}\n`,
+    }),
     { log, ageIdentities: { identities: [identity] } },
   );
   await eventually(

@@ -50,6 +50,43 @@ spec:
 `;
 }
 
+/**
+ * The usual test configuration: GitRepository `app` (GIT_URL, filled in by the harness), one
+ * Kustomization per unit (`name` → path `./name`), and main → environment `env` on `target`.
+ */
+export function fluxConfig(opts: {
+  env: string;
+  units: string[];
+  target?: string;
+  extra?: string;
+  unitSpec?: string;
+}): string {
+  let out = `apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata: {name: app}
+spec: {url: GIT_URL, interval: 1h, ref: {branch: main}}
+---
+apiVersion: sluice.dev/v1alpha1
+kind: Environments
+metadata: {name: branches}
+spec: {sourceRef: {name: app}, rules: [{branch: main, name: ${opts.env}${opts.target ? `, target: ${opts.target}` : ""}}]}
+`;
+  for (const u of opts.units) {
+    out += `---
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata: {name: ${u}}
+spec:
+  sourceRef: {kind: GitRepository, name: app}
+  path: ./${u}
+  interval: 1h
+  prune: true
+  timeout: 60s
+${opts.unitSpec ?? ""}`;
+  }
+  return out + (opts.extra ?? "");
+}
+
 export interface Harness {
   dir: string;
   server: GitServer;
