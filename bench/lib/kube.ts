@@ -30,7 +30,8 @@ export function kubeObjects(ns: string, count: number): KubeObject[] {
         apiVersion: "v1",
         kind: "Service",
         metadata: { name, namespace: ns },
-        spec: { selector: { app: name }, ports: [{ port: 80, targetPort: 8080 }] },
+        // Headless: the test control plane's service IP range (a /24) cannot hold 1,000 addresses.
+        spec: { clusterIP: "None", selector: { app: name }, ports: [{ port: 80, targetPort: 8080 }] },
       });
     }
     if (out.length < count) {
