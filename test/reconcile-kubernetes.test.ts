@@ -70,3 +70,30 @@ test("an environment targeting Kubernetes is applied and pruned through the agen
   assert.equal(await get("/api/v1/namespaces/shop/configmaps/b"), 404, "pruned");
   assert.equal(await get("/api/v1/namespaces/shop/configmaps/a"), 200, "kept");
 });
+
+test("sluice apply/diff --target kubernetes: created, then in sync", async () => {
+  const { sluice } = await import("./support/cli.js");
+  const { tree } = await import("./support/tmp.js");
+  const root = tree({
+    "k/ns.yaml": "apiVersion: v1\nkind: Namespace\nmetadata: {name: cli}\n",
+    "k/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: cli}\ndata: {a: b}\n",
+  });
+  const common = [
+    "--root",
+    root,
+    "--target",
+    "kubernetes",
+    "--kubeconfig",
+    cp.kubeconfigPath,
+    "--env",
+    "cli",
+  ];
+  const d1 = await sluice(["diff", `${root}/k`, ...common]);
+  assert.equal(d1.code, 1, d1.stderr);
+  const a = await sluice(["apply", `${root}/k`, ...common, "--prune"]);
+  assert.equal(a.code, 0, a.stderr);
+  assert.match(a.stdout, /created\s+ConfigMap\/cli\/c/);
+  assert.equal(await get("/api/v1/namespaces/cli/configmaps/c"), 200);
+  const d2 = await sluice(["diff", `${root}/k`, ...common]);
+  assert.equal(d2.code, 0, d2.stdout);
+});

@@ -1,16 +1,17 @@
 /**
- * `sluice apply` and `sluice diff` against the local target: render PATH (same flags as
+ * `sluice apply` and `sluice diff` against the local target (or a cluster with --target kubernetes): render PATH (same flags as
  * `render`), then apply or plan it as unit `--unit` of environment `--env`. Services of the local
  * target are served by the process that runs them: with `apply` they answer while it waits; for
  * a lasting address run `sluice serve`.
  */
+import { homedir } from "node:os";
 import { basename, join, resolve } from "node:path";
 import { type Command, Option } from "commander";
 import { SluiceError } from "../core/index.js";
 import { readOverride } from "../envs/index.js";
 import { type ChangeSet, countActions } from "../plan/index.js";
 import { render } from "../render/index.js";
-import type { HealthReport } from "../targets/index.js";
+import type { HealthReport, Target } from "../targets/index.js";
 import { createLocalTarget } from "../targets/local/index.js";
 import { EXIT_DIFFERS, type RenderFlags, renderOptions, repositoryRoot } from "./common.js";
 import { addRenderFlags } from "./flags.js";
@@ -18,6 +19,8 @@ import { defaultStateDir } from "./serve.js";
 
 interface LocalFlags extends RenderFlags {
   target: string;
+  kubeconfig?: string;
+  context?: string;
   env?: string;
   unit?: string;
   stateDir: string;
@@ -54,7 +57,11 @@ function printHealth(h: HealthReport): void {
 
 function localCommand(cmd: Command): Command {
   return addRenderFlags(cmd)
-    .addOption(new Option("--target <name>", "where to apply").choices(["local"]).default("local"))
+    .addOption(
+      new Option("--target <name>", "where to apply").choices(["local", "kubernetes"]).default("local"),
+    )
+    .option("--kubeconfig <file>", "with --target kubernetes (default $KUBECONFIG or ~/.kube/config)")
+    .option("--context <name>", "with --target kubernetes: the kubeconfig context")
     .option("--env <name>", "environment the objects belong to (default: the local override's, else default)")
     .option("--unit <name>", "unit name (default: the last part of PATH)")
     .option("--state-dir <dir>", "state directory (shared with sluice serve)", defaultStateDir());
@@ -62,14 +69,17 @@ function localCommand(cmd: Command): Command {
 
 export function registerLocal(program: Command): void {
   localCommand(
-    program.command("apply").description("render PATH and apply it to the local target").argument("<path>"),
+    program
+      .command("apply")
+      .description("render PATH and apply it to the local target (or --target kubernetes)")
+      .argument("<path>"),
   )
     .option("--prune", "delete objects of this unit's previous apply that PATH no longer renders")
     .option("--wait", "wait until everything is healthy")
     .option("--timeout <seconds>", "how long --wait waits", "300")
     .action(async (path: string, flags: LocalFlags) => {
       const objects = (await render(await renderOptions(path, flags))).objects;
-      const target = await createLocalTarget({ stateDir: join(resolve(flags.stateDir), "local") });
+      const target = await openTarget(flags);
       try {
         const unit = { env: envName(path, flags), unit: flags.unit ?? unitName(path) };
         const res = await target.apply(unit, objects, {
@@ -94,7 +104,7 @@ export function registerLocal(program: Command): void {
       .argument("<path>"),
   ).action(async (path: string, flags: LocalFlags) => {
     const objects = (await render(await renderOptions(path, flags))).objects;
-    const target = await createLocalTarget({ stateDir: join(resolve(flags.stateDir), "local") });
+    const target = await openTarget(flags);
     try {
       const cs = await target.plan(
         { env: envName(path, flags), unit: flags.unit ?? unitName(path) },
@@ -107,6 +117,15 @@ export function registerLocal(program: Command): void {
       await target.close();
     }
   });
+}
+
+async function openTarget(flags: LocalFlags): Promise<Target> {
+  if (flags.target === "kubernetes") {
+    const { createKubernetesTarget } = await import("../targets/kubernetes/index.js");
+    const kubeconfig = flags.kubeconfig ?? process.env.KUBECONFIG ?? join(homedir(), ".kube", "config");
+    return createKubernetesTarget({ kubeconfig, ...(flags.context ? { context: flags.context } : {}) });
+  }
+  return createLocalTarget({ stateDir: join(resolve(flags.stateDir), "local") });
 }
 
 function envName(path: string, flags: LocalFlags): string {
