@@ -101,6 +101,7 @@ export class Agent extends EventEmitter {
   private readonly log: Logger;
   private stopped = false;
   private running = false;
+  private readonly refreshing = new Set<Promise<void>>();
 
   /** True between start() and stop(): what /readyz reports. */
   get started(): boolean {
@@ -148,6 +149,9 @@ export class Agent extends EventEmitter {
     for (const s of this.sources.values()) if (s.timer) clearTimeout(s.timer);
     for (const t of this.unitTimers.values()) clearTimeout(t);
     await this.queue.stop();
+    // Source listings in flight still write status and events: let them finish before the
+    // caller closes the store.
+    await Promise.allSettled([...this.refreshing]);
   }
 
   /** Waits until no work is queued or running (for tests and the demo). */
@@ -334,7 +338,14 @@ export class Agent extends EventEmitter {
   // --- sources and environments ---------------------------------------------------------------
 
   /** Lists a source's branches and brings environments and units up to date with them. */
-  async refreshSource(key: string, trigger: string): Promise<void> {
+  refreshSource(key: string, trigger: string): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    const p = this.doRefreshSource(key, trigger).finally(() => this.refreshing.delete(p));
+    this.refreshing.add(p);
+    return p;
+  }
+
+  private async doRefreshSource(key: string, trigger: string): Promise<void> {
     const s = this.sources.get(key);
     if (!s || this.stopped) return;
     if (s.timer) clearTimeout(s.timer);

@@ -60,11 +60,12 @@ export function fluxConfig(opts: {
   target?: string;
   extra?: string;
   unitSpec?: string;
+  sourceInterval?: string;
 }): string {
   let out = `apiVersion: source.toolkit.fluxcd.io/v1
 kind: GitRepository
 metadata: {name: app}
-spec: {url: GIT_URL, interval: 1h, ref: {branch: main}}
+spec: {url: GIT_URL, interval: ${opts.sourceInterval ?? "1h"}, ref: {branch: main}}
 ---
 apiVersion: sluice.dev/v1alpha1
 kind: Environments
