@@ -88,6 +88,34 @@ ${opts.unitSpec ?? ""}`;
   return out + (opts.extra ?? "");
 }
 
+/** A started agent on state directory `state` (config in `state/config`), on the local target. */
+export async function openAgent(state: string, extra: Partial<AgentOptions> = {}) {
+  const store = openStore(state);
+  const local = await createLocalTarget({ stateDir: join(state, "local") });
+  const agent = new Agent({
+    configPath: join(state, "config"),
+    configRoot: join(state, "config"),
+    store,
+    source: new GitSource({ cacheDir: join(state, "git") }),
+    target: () => local,
+    log: pino({ level: "silent" }),
+    concurrency: 2,
+    backoff: { baseMs: 200, maxMs: 2000 },
+    ...extra,
+  });
+  await agent.start();
+  return {
+    agent,
+    store,
+    local,
+    stop: async () => {
+      await agent.stop();
+      await local.close();
+      store.close();
+    },
+  };
+}
+
 export interface Harness {
   dir: string;
   server: GitServer;
@@ -147,31 +175,7 @@ export async function harness(repo: string, files: Record<string, string>): Prom
     },
     writeConfig,
     async startAgent(config, extra = {}) {
-      const state = writeConfig(config);
-      const store = openStore(state);
-      const local = await createLocalTarget({ stateDir: join(state, "local") });
-      const agent = new Agent({
-        configPath: join(state, "config"),
-        configRoot: join(state, "config"),
-        store,
-        source: new GitSource({ cacheDir: join(state, "git") }),
-        target: () => local,
-        log: pino({ level: "silent" }),
-        concurrency: 2,
-        backoff: { baseMs: 200, maxMs: 2000 },
-        ...extra,
-      });
-      await agent.start();
-      const h = {
-        agent,
-        store,
-        local,
-        stop: async () => {
-          await agent.stop();
-          await local.close();
-          store.close();
-        },
-      };
+      const h = await openAgent(writeConfig(config), extra);
       agents.push(h);
       return h;
     },
