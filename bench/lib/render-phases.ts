@@ -9,7 +9,8 @@
 import { closeSync, openSync, readdirSync, statSync, writeSync } from "node:fs";
 import { join, relative } from "node:path";
 import { performance } from "node:perf_hooks";
-import { isKubeObject, objectKey, parseYamlDocuments, secureReadFile } from "../../src/core/index.js";
+import { defaultYamlLimits, isKubeObject, objectKey, secureReadFile } from "../../src/core/index.js";
+import { fastParse, looksLikeObjectValue, objectNameOf, substituteValue } from "../../src/render/fast.js";
 import {
   collectLayers,
   defaultRenderLimits,
@@ -21,8 +22,6 @@ import {
   VARIABLE_FILES,
 } from "../../src/render/index.js";
 import { kustomizeBuild, kustomizeRunner, walkKustomization } from "../../src/render/kustomize.js";
-import { substituteDocument, substitutionDisabled } from "../../src/render/substitute.js";
-import { isSopsDocument } from "../../src/sops/index.js";
 
 export interface PhaseRequest {
   mode: "kustomize" | "plain";
@@ -56,7 +55,14 @@ async function phases(req: PhaseRequest): Promise<PhaseTimes> {
   }
   const vars = mergeLayers(collectLayers({ root, dir, vars: req.vars, maxFileBytes: limits.maxFileBytes }));
   lap("variable layers");
-  let docs: ReturnType<typeof parseYamlDocuments>;
+  // render() parses with js-yaml (src/render/fast.ts) and substitutes the parsed values; the
+  // `yaml` document path is only its fallback for aliases and syntax errors (not in these inputs).
+  let parsed: unknown[] = [];
+  const parse = (text: string, file: string) => {
+    const docs = fastParse(text, file, defaultYamlLimits.maxDepth);
+    if (!docs) throw new Error(`${file}: would take the yaml fallback path`);
+    for (const d of docs) if (d !== null && d !== undefined) parsed.push(d);
+  };
   if (req.mode === "kustomize") {
     const tree = walkKustomization(root, dir, { allowRemote: false, maxFileBytes: limits.maxFileBytes });
     for (const f of tree.files) {
@@ -66,39 +72,27 @@ async function phases(req: PhaseRequest): Promise<PhaseTimes> {
     lap("kustomization walk (confinement, SOPS check)");
     const text = await kustomizeBuild(dir, req.path, limits.timeoutMs);
     lap("kustomize build (child process)");
-    docs = parseYamlDocuments(text, "kustomize build", {
-      maxBytes: Number.MAX_SAFE_INTEGER,
-      maxAliases: limits.maxAliases,
-    }).filter((d) => d.doc.contents !== null);
-    lap("YAML parse");
+    parse(text, "kustomize build");
+    lap("YAML parse (js-yaml)");
   } else {
     const files = listYamlFiles(dir);
     const texts = files.map((f) => secureReadFile(root, f, limits.maxFileBytes));
     lap("list and read files");
-    docs = [];
     texts.forEach((text, i) => {
-      for (const d of parseYamlDocuments(text, relative(root, files[i]!), { maxAliases: limits.maxAliases }))
-        if (d.doc.contents !== null) docs.push(d);
+      parse(text, relative(root, files[i]!));
     });
-    lap("YAML parse");
-    for (const d of docs) if (!isKubeObject(d.toValue())) throw new Error("not a Kubernetes object");
-    lap("to JS values, 1st pass (Kubernetes check)");
+    lap("YAML parse (js-yaml)");
   }
-  for (const d of docs) {
-    const name = `${String(d.doc.get("kind"))}/${String(d.doc.getIn(["metadata", "name"]))}`;
-    if (!substitutionDisabled(d.doc)) {
-      const missing = substituteDocument(d.doc, vars, true, name);
-      if (missing.length > 0)
-        throw new Error(`undefined variables: ${missing.map((m) => m.name).join(", ")}`);
-    }
-  }
-  lap("${VAR} substitution");
-  const objects = docs.map((d) => {
-    const v = d.toValue();
-    if (!isKubeObject(v) || isSopsDocument(v)) throw new Error("bad object");
-    return v;
+  const objects = parsed.map((doc, i) => {
+    if (!looksLikeObjectValue(doc)) throw new Error("not a Kubernetes object");
+    const r = substituteValue(doc, vars, true, objectNameOf(doc, "bench", i));
+    if (r.missing.length > 0)
+      throw new Error(`undefined variables: ${r.missing.map((m) => m.name).join(", ")}`);
+    if (!isKubeObject(r.value)) throw new Error("bad object");
+    return r.value;
   });
-  lap(req.mode === "plain" ? "to JS values, 2nd pass (after substitution)" : "to JS values");
+  parsed = [];
+  lap("${VAR} substitution (to plain values)");
   const seen = new Set<string>();
   for (const o of objects) {
     const k = objectKey(o);

@@ -3,9 +3,9 @@
  * starts the reconciler on the local target and the HTTP API, and on first start creates an
  * operator token in `<state-dir>/operator-token` (mode 0600; never printed or logged).
  */
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, statSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import type { Command } from "commander";
 import pino, { type Logger } from "pino";
 import { assertPassed, runSmokeTest } from "../checks/index.js";
@@ -112,7 +112,8 @@ export async function startServe(opts: ServeOptions): Promise<Running> {
     };
     const agent = new Agent({
       configPath: resolve(opts.config),
-      configRoot: resolve(opts.config, existsSync(join(opts.config, ".")) ? "." : ".."),
+      // Everything the configuration reads stays inside its directory (or the file's directory).
+      configRoot: statSync(opts.config).isDirectory() ? resolve(opts.config) : dirname(resolve(opts.config)),
       store,
       source: new GitSource({ cacheDir: join(opts.stateDir, "git") }),
       target,

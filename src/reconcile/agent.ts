@@ -753,8 +753,11 @@ export class Agent extends EventEmitter {
       this.opts.store.deleteInventory(name, unit);
       this.event(name, unit, "info", "Pruned", `environment destroyed: ${describe(cs)}`);
     }
-    // Also anything the target still holds that the store lost track of.
-    for (const unit of this.unitsOf(name)) await target.destroy({ env: name, unit });
+    // Also anything the target still holds that the store lost track of (a crash between the
+    // target's apply and the store's inventory write): every configured unit, idempotently.
+    for (const k of byKind(this.config, "Kustomization")) {
+      if (!units.includes(k.metadata.name)) await target.destroy({ env: name, unit: k.metadata.name });
+    }
     this.opts.store.setEnvironmentState(name, "destroyed");
     this.opts.store.deleteUnitStatus(name);
     this.event(name, null, "info", "EnvironmentDestroyed", `environment ${name} destroyed`);
