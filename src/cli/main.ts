@@ -17,10 +17,13 @@ const lazy: [names: string[], load: () => Promise<Registrar>][] = [
   [["apply", "diff"], async () => (await import("./local.js")).registerLocal],
   [["serve"], async () => (await import("./serve.js")).registerServe],
   [
-    ["get", "reconcile", "suspend", "resume", "events"],
+    ["get", "reconcile", "suspend", "resume", "events", "env"],
     async () => (await import("./remote.js")).registerRemoteCommands,
   ],
   [["demo"], async () => (await import("./demo.js")).registerDemo],
+  [["image"], async () => (await import("./image.js")).registerImage],
+  [["stack"], async () => (await import("./stack.js")).registerStack],
+  [["plan"], async () => (await import("./plan.js")).registerPlan],
 ];
 
 export async function buildProgram(argv: string[] = process.argv): Promise<Command> {

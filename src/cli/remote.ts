@@ -15,6 +15,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { type Command, Option } from "commander";
 import { errorMessage, isSluiceError, SluiceError } from "../core/index.js";
+import type { ImageStatus } from "../reconcile/index.js";
 import type {
   ApiErrorBody,
   EnvironmentsAnswer,
@@ -26,6 +27,7 @@ import type {
   UnitsAnswer,
 } from "../server/index.js";
 import type { EventRecord } from "../store/index.js";
+import type { Orphan } from "../targets/index.js";
 
 export const DEFAULT_API_URL = "http://127.0.0.1:7070";
 const EXIT_ERROR = 2;
@@ -62,6 +64,10 @@ class ApiClient {
 
   post<T>(path: string, body?: unknown): Promise<T> {
     return this.request<T>("POST", path, {}, body);
+  }
+
+  delete<T>(path: string): Promise<T> {
+    return this.request<T>("DELETE", path, {});
   }
 
   /** Opens the event stream; resolves with the response once its headers arrived. */
@@ -238,6 +244,21 @@ export function age(iso: string | null | undefined, now = Date.now()): string {
   return `${Math.floor(h / 24)}d`;
 }
 
+/** `in 3h`, `5m ago` until an ISO time; `-` when none. */
+export function until(iso: string | null | undefined, now = Date.now()): string {
+  if (!iso) return "-";
+  const t = Date.parse(iso);
+  if (Number.isNaN(t)) return "-";
+  return t >= now ? `in ${age(new Date(now).toISOString(), t)}` : `${age(iso, now)} ago`;
+}
+
+/** Hours an environment has been up over all its lives, e.g. `12.5h`. */
+function uptime(e: { uptimeSeconds?: number; activeSince?: string | null }, now = Date.now()): string {
+  const live = e.activeSince ? Math.max(0, now - Date.parse(e.activeSince)) / 1000 : 0;
+  const h = ((e.uptimeSeconds ?? 0) + live) / 3600;
+  return `${h < 10 ? h.toFixed(1) : Math.round(h)}h`;
+}
+
 /** `main@sha1:0123456789ab` — the branch and the first 12 hex digits of the commit. */
 function shortRevision(rev: string | null | undefined): string {
   if (!rev) return "-";
@@ -332,6 +353,49 @@ export function registerRemoteCommands(program: Command, io: RemoteIO = {}): voi
             e.protected ? "yes" : "no",
             age(e.createdAt),
             e.expiresAt ?? "-",
+          ]),
+        ),
+      );
+    }),
+  );
+
+  connOptions(
+    outputOption(
+      get
+        .command("images")
+        .aliases(["image"])
+        .description(
+          "image repositories, policies with their latest image, automations (like `flux get image all`)",
+        ),
+    ),
+  ).action(
+    run(async (f: ConnFlags & { output: Output }) => {
+      const st = await client(f, env).get<ImageStatus>("/api/v1/images");
+      if (f.output === "json") return out(json(st));
+      const ok = (b: boolean) => (b ? "True" : "False");
+      out(
+        formatTable(
+          ["IMAGEREPOSITORY", "READY", "TAGS", "LAST SCAN", "MESSAGE"],
+          st.repositories.map((r) => [r.name, ok(r.ok), String(r.count), age(r.scannedAt), r.message]),
+        ),
+      );
+      out("\n");
+      out(
+        formatTable(
+          ["IMAGEPOLICY", "READY", "LATEST IMAGE", "MESSAGE"],
+          st.policies.map((p) => [p.name, ok(p.ok), p.latestImage ?? "-", p.message]),
+        ),
+      );
+      out("\n");
+      out(
+        formatTable(
+          ["IMAGEUPDATEAUTOMATION", "READY", "LAST RUN", "LAST COMMIT", "MESSAGE"],
+          st.automations.map((a) => [
+            a.name,
+            ok(a.ok),
+            age(a.lastRunAt),
+            a.lastCommit?.slice(0, 10) ?? "-",
+            a.message,
           ]),
         ),
       );
@@ -486,6 +550,87 @@ export function registerRemoteCommands(program: Command, io: RemoteIO = {}): voi
       }),
     );
   }
+
+  // sluice env …
+  const envCmd = program
+    .command("env")
+    .description("preview environments: list, create from a branch, destroy, extend, sweep orphans");
+  connOptions(outputOption(envCmd.command("ls").alias("list").description("list environments"))).action(
+    run(async (f: ConnFlags & { output: Output }) => {
+      const { environments } = await client(f, env).get<EnvironmentsAnswer>("/api/v1/environments");
+      const shown = environments.filter((e) => e.state !== "destroyed");
+      if (f.output === "json") return out(json(shown));
+      if (!shown.length && empty("environments", f.output)) return;
+      out(
+        formatTable(
+          ["NAME", "BRANCH", "AGE", "EXPIRES", "STATUS", "UPTIME", "URL"],
+          shown.map((e) => [
+            e.name,
+            e.prNumber ? `${e.branch ?? "-"} (PR #${e.prNumber})` : (e.branch ?? "-"),
+            age(e.createdAt),
+            e.protected ? "never (protected)" : until(e.expiresAt),
+            e.state,
+            uptime(e),
+            (e.urls ?? []).join(" ") || "-",
+          ]),
+        ),
+      );
+    }),
+  );
+  connOptions(
+    envCmd.command("create").description("create the environment of a branch now").argument("<branch>"),
+  ).action(
+    run(async (branch: string, f: ConnFlags) => {
+      const a = await client(f, env).post<{ created: { name: string } }>("/api/v1/environments", { branch });
+      out(`► environment ${clean(a.created.name)} created for branch ${clean(branch)}\n`);
+    }),
+  );
+  connOptions(
+    envCmd
+      .command("destroy")
+      .description("destroy an environment now (not a protected one)")
+      .argument("<name>"),
+  ).action(
+    run(async (name: string, f: ConnFlags) => {
+      await client(f, env).delete(`/api/v1/environments/${encodeURIComponent(name)}`);
+      out(`► environment ${clean(name)} is being destroyed\n`);
+    }),
+  );
+  connOptions(
+    envCmd
+      .command("extend")
+      .description("give an environment more time before it expires")
+      .argument("<name>")
+      .argument("<duration>", "e.g. 4h, 30m"),
+  ).action(
+    run(async (name: string, duration: string, f: ConnFlags) => {
+      const a = await client(f, env).post<{ extended: { expiresAt: string } }>(
+        `/api/v1/environments/${encodeURIComponent(name)}/extend`,
+        { duration },
+      );
+      out(`► environment ${clean(name)} now expires at ${clean(a.extended.expiresAt)}\n`);
+    }),
+  );
+  connOptions(
+    outputOption(
+      envCmd
+        .command("gc")
+        .description("remove what targets still hold for environments that no longer exist")
+        .option("--dry-run", "only list them"),
+    ),
+  ).action(
+    run(async (f: ConnFlags & { output: Output; dryRun?: boolean }) => {
+      const a = await client(f, env).post<{ orphans: Orphan[] }>("/api/v1/gc", { dryRun: !!f.dryRun });
+      if (f.output === "json") return out(json(a.orphans));
+      if (!a.orphans.length) return void out("no orphaned objects\n");
+      out(
+        formatTable(
+          ["ENVIRONMENT", "UNIT", "OBJECT", "RESULT"],
+          a.orphans.map((o) => [o.env, o.unit ?? "-", o.subject, o.result]),
+        ),
+      );
+    }),
+  );
 
   // sluice events
   connOptions(

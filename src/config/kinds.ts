@@ -111,11 +111,18 @@ export const imageUpdateAutomationSpec = z.strictObject({
   git: z.strictObject({
     checkout: z.strictObject({ ref: z.strictObject({ branch: z.string() }) }).optional(),
     commit: z.strictObject({
-      author: z.strictObject({ name: z.string(), email: z.string() }),
+      author: z.strictObject({ name: z.string().optional(), email: z.string() }),
       messageTemplate: z.string().optional(),
       messageTemplateValues: z.record(z.string(), z.string()).optional(),
     }),
-    push: z.strictObject({ branch: z.string().optional(), refspec: z.string().optional() }).optional(),
+    push: z
+      .strictObject({
+        branch: z.string().optional(),
+        refspec: z.string().optional(),
+        /** Sluice: open (or update) a pull request from `branch` instead of pushing to the checkout branch. */
+        pullRequest: z.boolean().optional(),
+      })
+      .optional(),
   }),
   update: z
     .strictObject({ path: z.string().optional(), strategy: z.literal("Setters").optional() })
@@ -160,22 +167,56 @@ export const alertSpec = z.strictObject({
 });
 
 // --- sluice.dev/v1alpha1 ---------------------------------------------------------------------
-export const environmentRule = z.strictObject({
-  /** Branch name or glob (`feature/*`). */
-  branch: z.string().min(1),
-  /** Environment name, may use `{{branch}}` and `{{branch.slug}}`. */
-  name: z.string().min(1),
-  protected: z.boolean().optional(),
-  ttl: duration.optional(),
-  /** `local` (default) or `kubernetes:<context>`. */
-  target: z.string().optional(),
-  vars: z.record(z.string(), z.string()).optional(),
-});
+export const environmentRule = z
+  .strictObject({
+    /** Branch name or glob (`feature/*`). Exactly one of `branch` and `pullRequest`. */
+    branch: z.string().min(1).optional(),
+    /**
+     * An environment per open pull/merge request (from the forge's webhook), following its head
+     * branch; `base` (a glob) limits it to requests into matching branches.
+     */
+    pullRequest: z
+      .union([z.literal(true), z.strictObject({ base: z.string().min(1).optional() })])
+      .optional(),
+    /**
+     * Environment name: `{{branch}}`, `{{branch.slug}}`, `{{pr.number}}`. Two branches that give the
+     * same name get distinct names (a hash suffix), deterministically.
+     */
+    name: z.string().min(1),
+    protected: z.boolean().optional(),
+    /** Time to live after the last push (`8h`); extended by each push and by `sluice env extend`. */
+    ttl: duration.optional(),
+    /** `local` (default) or `kubernetes:<context>`. */
+    target: z.string().optional(),
+    /**
+     * Kubernetes isolation: every namespaced object of the environment goes into this namespace
+     * (a template, e.g. `{{env.name}}`), which Sluice creates.
+     */
+    namespace: z.string().min(1).optional(),
+    /** The environment's public URL (a template), shown by `env ls` and usable as `{{env.url}}`. */
+    url: z.string().min(1).optional(),
+    /** Variables; values may use every template (`{{sha.short}}`, `{{env.url}}`, …). */
+    vars: z.record(z.string(), z.string()).optional(),
+  })
+  .refine((r) => (r.branch === undefined) !== (r.pullRequest === undefined), {
+    message: "a rule has exactly one of branch and pullRequest",
+  });
 export const environmentsSpec = z.strictObject({
   /** The GitRepository whose branches map to environments. */
   sourceRef: localRef,
   rules: z.array(environmentRule).min(1),
-  purge: z.strictObject({ schedule: z.string() }).optional(),
+  /**
+   * Scheduled purge (cron, five fields, in `timeZone`, default UTC): at each time, every expired
+   * environment (`scope: expired`, the default) or every unprotected one (`scope: unprotected`,
+   * "after working hours") is destroyed. Without a schedule, environments go when they expire.
+   */
+  purge: z
+    .strictObject({
+      schedule: z.string().min(1),
+      timeZone: z.string().min(1).optional(),
+      scope: z.enum(["expired", "unprotected"]).optional(),
+    })
+    .optional(),
 });
 const httpCheck = z.strictObject({
   method: z.enum(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]).optional(),
@@ -207,6 +248,142 @@ export const smokeTestSpec = z.strictObject({
     .min(1),
 });
 
+/**
+ * A Terragrunt-style stack: OpenTofu units (directories of `.tf` files in the repository) in a
+ * dependency graph, planned/applied in order, independent units in parallel (src/infra).
+ */
+const stackUnitName = z
+  .string()
+  .regex(/^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$/, { message: "must be lower-case letters, digits, - and _" })
+  .max(63);
+const stackHook = z.strictObject({
+  /** Argument array, run without a shell (write `["sh", "-c", "…"]` to get one). */
+  command: z.array(z.string().min(1)).min(1),
+  /** Actions the hook runs for; default plan, apply and destroy. */
+  actions: z
+    .array(z.enum(["plan", "apply", "destroy", "output"]))
+    .min(1)
+    .optional(),
+  /** After-hooks only: run also when the action failed. */
+  runOnError: z.boolean().optional(),
+  timeout: duration.optional(),
+});
+export const stackUnitSpec = z.strictObject({
+  name: stackUnitName,
+  /** Directory of `.tf` files, relative to the repository root. */
+  path: z.string().min(1),
+  /** Units that must be applied first (ordering only). */
+  dependsOn: z.array(stackUnitName).optional(),
+  /** Units whose outputs this one reads, as `${dependency.<unit>.outputs.<name>}`; implies dependsOn. */
+  dependencies: z
+    .array(
+      z.strictObject({
+        name: stackUnitName,
+        /** Used by plan (never apply or destroy) while the dependency has no state. */
+        mockOutputs: z.record(z.string(), z.unknown()).optional(),
+      }),
+    )
+    .optional(),
+  /** OpenTofu variables; string values get `${VAR}` substitution. Wins over inputsFile. */
+  inputs: z.record(z.string(), z.unknown()).optional(),
+  /** An `inputs.tfvars.json`-style file, relative to the unit's path. */
+  inputsFile: z.string().min(1).optional(),
+  hooks: z
+    .strictObject({ before: z.array(stackHook).optional(), after: z.array(stackHook).optional() })
+    .optional(),
+});
+export const stackSpec = z.strictObject({
+  units: z.array(stackUnitSpec).min(1),
+  /** Most units run at once; default the number of cores. */
+  parallelism: z.number().int().min(1).max(64).optional(),
+  /** Variables for every unit's inputs (above the repository's variable files). */
+  substitute: z.record(z.string(), z.string()).optional(),
+});
+/**
+ * `postBuild.substituteFrom` entry naming a stack unit whose outputs become variables. Not yet in
+ * `substituteFrom` above: the agent wires it (see src/infra/index.ts, stackOutputsAsVariables).
+ */
+export const stackOutputsRef = z.strictObject({
+  kind: z.literal("StackOutputs"),
+  /** The Stack's name. */
+  name,
+  unit: stackUnitName,
+  optional: z.boolean().optional(),
+});
+
+const weight = z.number().int().min(0).max(100);
+const nameValue = z.strictObject({ name: z.string().min(1), value: z.string() });
+export const rolloutSpec = z
+  .strictObject({
+    /** The Deployment rendered with the Rollout that it delivers. */
+    workloadRef: z.strictObject({
+      apiVersion: z.literal("apps/v1").optional(),
+      kind: z.literal("Deployment").optional(),
+      name,
+    }),
+    /** The Service in front of it (same namespace), and the port whose traffic is shifted. */
+    service: z.strictObject({
+      name,
+      port: z.union([z.number().int().min(1).max(65535), z.string().min(1)]),
+      /** HTTP (default): routed per request (needed for A/B); TCP: per connection. */
+      protocol: z.enum(["HTTP", "TCP"]).optional(),
+    }),
+    /** A SmokeTest rendered with the app, run against the new version before it gets traffic. */
+    smokeTest: name.optional(),
+    /** Kubernetes: the Gateways the HTTPRoute attaches to (default: the Service itself, GAMMA). */
+    gatewayRefs: z
+      .array(z.strictObject({ name, namespace: name.optional(), sectionName: z.string().optional() }))
+      .optional(),
+    strategy: z
+      .strictObject({
+        blueGreen: z
+          .strictObject({
+            /** Service reaching the new version before the switch (default `<service>-preview`). */
+            previewService: name.optional(),
+            /** Switch as soon as the new version is healthy and its smoke test passed (default true). */
+            autoPromote: z.boolean().optional(),
+            /** How long the old version keeps running after the switch, for an instant rollback (30s). */
+            scaleDownDelay: duration.optional(),
+          })
+          .optional(),
+        canary: z
+          .strictObject({
+            steps: z
+              .array(
+                z.union([
+                  z.strictObject({ setWeight: weight }),
+                  z.strictObject({ pause: z.strictObject({ duration: duration.optional() }) }),
+                ]),
+              )
+              .min(1),
+            scaleDownDelay: duration.optional(),
+          })
+          .optional(),
+        abTest: z
+          .strictObject({
+            /** A request matching any entry goes to the new version. */
+            match: z
+              .array(
+                z
+                  .strictObject({ header: nameValue.optional(), cookie: nameValue.optional() })
+                  .refine((m) => !!m.header !== !!m.cookie, {
+                    message: "a match has exactly one of header or cookie",
+                  }),
+              )
+              .min(1),
+            scaleDownDelay: duration.optional(),
+          })
+          .optional(),
+      })
+      .refine((s) => [s.blueGreen, s.canary, s.abTest].filter(Boolean).length === 1, {
+        message: "a strategy has exactly one of blueGreen, canary or abTest",
+      }),
+  })
+  .refine((s) => !(s.strategy.abTest && s.service.protocol === "TCP"), {
+    message: "an abTest routes by header or cookie and needs service.protocol HTTP",
+    path: ["service", "protocol"],
+  });
+
 /** apiVersion + kind → spec schema. Versions listed are the ones we accept. */
 export const KINDS = {
   GitRepository: { versions: ["source.toolkit.fluxcd.io/v1"], spec: gitRepositorySpec },
@@ -228,6 +405,8 @@ export const KINDS = {
   },
   Environments: { versions: ["sluice.dev/v1alpha1"], spec: environmentsSpec },
   SmokeTest: { versions: ["sluice.dev/v1alpha1"], spec: smokeTestSpec },
+  Stack: { versions: ["sluice.dev/v1alpha1"], spec: stackSpec },
+  Rollout: { versions: ["sluice.dev/v1alpha1"], spec: rolloutSpec },
 } as const;
 
 export type KindName = keyof typeof KINDS;
@@ -242,4 +421,8 @@ export type AlertSpec = z.infer<typeof alertSpec>;
 export type EnvironmentsSpec = z.infer<typeof environmentsSpec>;
 export type EnvironmentRule = z.infer<typeof environmentRule>;
 export type SmokeTestSpec = z.infer<typeof smokeTestSpec>;
+export type RolloutSpec = z.infer<typeof rolloutSpec>;
+export type StackSpec = z.infer<typeof stackSpec>;
+export type StackUnitSpec = z.infer<typeof stackUnitSpec>;
+export type StackOutputsRef = z.infer<typeof stackOutputsRef>;
 export type Metadata = z.infer<typeof metadataSchema>;

@@ -42,14 +42,15 @@ test("the first matching rule names the environment; unmatched branches have non
   });
 });
 
-test("two branches with the same environment name: the first wins, the clash is reported", () => {
+test("two branches with the same environment name both get one, distinct and deterministic", () => {
   const s = { sourceRef: { name: "a" }, rules: [{ branch: "*", name: "same" }] };
-  const { environments, conflicts } = resolveEnvironments(s, ["b", "a"]);
-  assert.deepEqual(
-    environments.map((e) => e.branch),
-    ["a"],
-  );
-  assert.match(conflicts[0] ?? "", /branches a and b both map to environment same/);
+  const one = resolveEnvironments(s, ["b", "a"]);
+  const two = resolveEnvironments(s, ["a", "b"]);
+  assert.deepEqual(one.conflicts, []);
+  const names = one.environments.map((e) => `${e.branch}=${e.name}`).sort();
+  assert.equal(names[0], "a=same");
+  assert.match(names[1] ?? "", /^b=same-[0-9a-f]{8}$/);
+  assert.deepEqual(two.environments.map((e) => `${e.branch}=${e.name}`).sort(), names);
 });
 
 test("names are templated with a DNS-safe slug", () => {

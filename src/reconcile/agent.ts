@@ -18,6 +18,8 @@
 
 import { createHash } from "node:crypto";
 import { EventEmitter } from "node:events";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { Logger } from "pino";
 import {
   byKind,
@@ -28,16 +30,30 @@ import {
   loadConfig,
   parseDuration,
 } from "../config/index.js";
-import { errorMessage, isSluiceError, type KubeObject, SluiceError } from "../core/index.js";
-import { type Environment, resolveEnvironments } from "../envs/index.js";
+import { errorMessage, isSluiceError, type KubeObject, SluiceError, subject } from "../core/index.js";
+import {
+  addToExpiry,
+  defaultEnvironment,
+  type Environment,
+  extendedExpiry,
+  matchBranch,
+  type PullRequestRef,
+  type PurgeDecision,
+  type PurgePolicy,
+  purgeDue,
+  purgePolicy,
+  purgeVictims,
+  resolveEnvironments,
+} from "../envs/index.js";
 import { type ChangeSet, countActions } from "../plan/index.js";
 import { envsubst } from "../render/envsubst.js";
 import { render } from "../render/index.js";
 import type { AgeIdentities } from "../sops/index.js";
 import type { Artifact, GitRepositorySpec, GitSource } from "../source/index.js";
 import type { EnvironmentRecord, RunStage, Store, UnitStatus } from "../store/index.js";
-import type { Target } from "../targets/index.js";
+import type { Orphan, Target } from "../targets/index.js";
 import { analyzeGraph } from "./graph.js";
+import { ImageLoop, type ImageStatus } from "./images.js";
 import { AgentMetrics } from "./metrics.js";
 import { WorkQueue } from "./queue.js";
 import { splitSluiceObjects } from "./sluiceobjects.js";
@@ -58,6 +74,22 @@ export interface AgentOptions {
   postApply?: PostApplyHook;
   /** Backoff for failing units and sources. */
   backoff?: { baseMs: number; maxMs: number };
+  /** The clock for TTLs and purge schedules (tests inject one). */
+  now?: () => Date;
+  /** How often TTLs and purge schedules are checked (default 30 s). */
+  lifecycleIntervalMs?: number;
+  /** Where image update automations keep their working copies (default: a temporary directory). */
+  workDir?: string;
+}
+
+/** A pull/merge request event from a forge webhook, already verified. */
+export interface PullRequestChange {
+  action: "opened" | "reopened" | "synchronize" | "closed";
+  number: number;
+  headRef: string;
+  baseRef: string;
+  /** The repository's URLs (clone, SSH, web), to find the source. */
+  repoUrls: string[];
 }
 
 interface SourceState {
@@ -67,6 +99,10 @@ interface SourceState {
   intervalMs: number;
   /** The Environments object that maps this source's branches, if any. */
   environments?: ConfigObject<"Environments">;
+  /** Its purge policy (TTLs, schedule). */
+  purge?: PurgePolicy;
+  /** Open pull requests (for `pullRequest` rules), kept in the store's KV across restarts. */
+  pullRequests: Map<number, PullRequestRef>;
   branches: Map<string, string>;
   ok: boolean;
   message: string;
@@ -102,6 +138,10 @@ export class Agent extends EventEmitter {
   private stopped = false;
   private running = false;
   private readonly refreshing = new Set<Promise<void>>();
+  private readonly now: () => Date;
+  private lifecycleTimer: NodeJS.Timeout | undefined;
+  private startedAt = new Date(0);
+  private images: ImageLoop | undefined;
 
   /** True between start() and stop(): what /readyz reports. */
   get started(): boolean {
@@ -111,6 +151,7 @@ export class Agent extends EventEmitter {
   constructor(private readonly opts: AgentOptions) {
     super();
     this.log = opts.log;
+    this.now = opts.now ?? (() => new Date());
     this.queue = new WorkQueue({
       concurrency: opts.concurrency ?? 4,
       worker: (key, triggers) => this.work(key, triggers),
@@ -140,6 +181,16 @@ export class Agent extends EventEmitter {
       if (rec.state === "destroying") this.queue.enqueue(destroyKey(rec.name), "startup");
     }
     for (const s of this.sources.values()) void this.refreshSource(s.key, "startup");
+    this.startedAt = this.now();
+    this.startImages();
+    this.lifecycleTimer = setInterval(
+      () =>
+        void this.lifecycleTick().catch((e) =>
+          this.log.warn({ err: errorMessage(e) }, "checking TTLs and purge schedules failed"),
+        ),
+      this.opts.lifecycleIntervalMs ?? 30_000,
+    );
+    this.lifecycleTimer.unref();
     this.running = true;
   }
 
@@ -148,6 +199,8 @@ export class Agent extends EventEmitter {
     this.running = false;
     for (const s of this.sources.values()) if (s.timer) clearTimeout(s.timer);
     for (const t of this.unitTimers.values()) clearTimeout(t);
+    if (this.lifecycleTimer) clearInterval(this.lifecycleTimer);
+    await this.images?.stop();
     await this.queue.stop();
     // Source listings in flight still write status and events: let them finish before the
     // caller closes the store.
@@ -161,8 +214,26 @@ export class Agent extends EventEmitter {
 
   // --- queries (API) --------------------------------------------------------------------------
 
-  listEnvironments(): EnvironmentRecord[] {
-    return this.opts.store.listEnvironments();
+  /** Every environment in the registry, with the URLs it answers on (rule `url`, or the local target's Services). */
+  listEnvironments(): (EnvironmentRecord & { urls?: string[] })[] {
+    return this.opts.store.listEnvironments().map((r) => ({ ...r, urls: this.urlsOf(r) }));
+  }
+
+  private urlsOf(rec: EnvironmentRecord): string[] {
+    if (rec.state !== "active") return [];
+    const st = this.envs.get(rec.name);
+    if (st?.env.url) return [st.env.url];
+    try {
+      const t = this.opts.target(rec.target) as Partial<{
+        serviceAddresses(u: { env: string; unit: string }): { address: { host: string; port: number } }[];
+      }>;
+      if (!t.serviceAddresses) return [];
+      return this.unitsOf(rec.name).flatMap((unit) =>
+        t.serviceAddresses!({ env: rec.name, unit }).map((a) => `http://${a.address.host}:${a.address.port}`),
+      );
+    } catch {
+      return [];
+    }
   }
 
   listUnits(env?: string): UnitStatus[] {
@@ -236,6 +307,217 @@ export class Agent extends EventEmitter {
     return matched.map((s) => s.key);
   }
 
+  /**
+   * A pull request was opened, updated, reopened or closed (forge webhook): its `pullRequest`
+   * environment is created, updated or destroyed. Returns the sources it concerned.
+   */
+  async notifyPullRequest(ev: PullRequestChange): Promise<string[]> {
+    const matched = [...this.sources.values()].filter(
+      (s) =>
+        ev.repoUrls.some((u) => sameRepo(u, s.spec.url)) &&
+        (s.environments?.spec as EnvironmentsSpec | undefined)?.rules.some(
+          (r) => r.pullRequest !== undefined,
+        ),
+    );
+    for (const s of matched) {
+      if (ev.action === "closed") s.pullRequests.delete(ev.number);
+      else s.pullRequests.set(ev.number, { number: ev.number, headRef: ev.headRef, baseRef: ev.baseRef });
+      this.opts.store.setKV("pullRequests", s.key, JSON.stringify([...s.pullRequests.values()]));
+    }
+    await Promise.all(matched.map((s) => this.refreshSource(s.key, "pull-request")));
+    return matched.map((s) => s.key);
+  }
+
+  /**
+   * Creates (or brings back after a purge) the environment of a branch, as its rule says.
+   * @throws SluiceError NotFound when no rule matches or the branch does not exist.
+   */
+  async createEnvironment(branch: string, who: string): Promise<string> {
+    const s = [...this.sources.values()].find((x) =>
+      (x.environments?.spec as EnvironmentsSpec | undefined)?.rules.some(
+        (r) => r.branch !== undefined && matchBranch(r.branch, branch),
+      ),
+    );
+    if (!s)
+      throw new SluiceError("NotFound", `no Environments rule matches branch ${branch}`, {
+        hint: "add a rule for it to the Environments object",
+      });
+    await this.refreshSource(s.key, "manual-create");
+    if (!s.ok) throw new SluiceError("ArtifactFailed", `source ${s.key} cannot be listed: ${s.message}`);
+    if (!s.branches.has(branch))
+      throw new SluiceError("NotFound", `branch ${branch} does not exist in ${redact(s.spec.url)}`, {
+        hint: "push the branch first",
+      });
+    for (const rec of this.opts.store.listEnvironments()) {
+      if (rec.branch !== branch || rec.prNumber !== null || rec.heldCommit === null) continue;
+      if (rec.state === "destroying")
+        throw new SluiceError(
+          "Conflict",
+          `environment ${rec.name} is still being destroyed; try again shortly`,
+        );
+      this.opts.store.setEnvironmentState(rec.name, rec.state, { heldCommit: null });
+    }
+    this.syncEnvironments(s, "manual-create");
+    const st = [...this.envs.values()].find((e) => e.env.branch === branch && e.env.prNumber === null);
+    if (!st) throw new SluiceError("Conflict", `branch ${branch} got no environment; see the events for why`);
+    this.event(
+      st.env.name,
+      null,
+      "info",
+      "EnvironmentRequested",
+      `environment ${st.env.name} requested by ${who}`,
+    );
+    return st.env.name;
+  }
+
+  /**
+   * Destroys an environment now (`sluice env destroy`). It stays away until its branch moves or
+   * a user creates it again. @throws SluiceError NotFound / Conflict (protected)
+   */
+  requestDestroy(name: string, who: string): void {
+    const rec = this.opts.store.getEnvironment(name);
+    if (rec?.state !== "active") throw new SluiceError("NotFound", `environment ${name} is not active`);
+    if (rec.protected)
+      throw new SluiceError("Conflict", `environment ${name} is protected and is never destroyed by Sluice`, {
+        hint: "remove `protected: true` from its rule first",
+      });
+    const st = this.envs.get(name);
+    this.envs.delete(name);
+    this.retire(name, false, `destroyed by ${who}`, st?.commit ?? null);
+  }
+
+  /** Moves an environment's expiry `ms` further (`sluice env extend`). Returns the new expiry. */
+  extendEnvironment(name: string, ms: number, who: string): string {
+    const rec = this.opts.store.getEnvironment(name);
+    if (rec?.state !== "active") throw new SluiceError("NotFound", `environment ${name} is not active`);
+    if (rec.expiresAt === null)
+      throw new SluiceError("Conflict", `environment ${name} has no TTL; it does not expire`, {
+        hint: "give its rule a ttl to make it expire",
+      });
+    const expiresAt = addToExpiry(rec.expiresAt, this.now(), ms);
+    this.opts.store.setEnvironmentExpiry(name, expiresAt);
+    this.event(
+      name,
+      null,
+      "info",
+      "EnvironmentExtended",
+      `environment ${name} extended to ${expiresAt} by ${who}`,
+    );
+    this.emitEvent({ type: "environment", env: name, state: "active", branch: rec.branch });
+    return expiresAt;
+  }
+
+  /**
+   * Destroys what TTLs and purge schedules say is due now; runs every `lifecycleIntervalMs`.
+   * Returns what it purged.
+   */
+  async lifecycleTick(): Promise<PurgeDecision[]> {
+    const now = this.now();
+    const out: PurgeDecision[] = [];
+    for (const s of this.sources.values()) {
+      if (!s.environments || !s.purge) continue;
+      const last = this.opts.store.getKV("purge", s.key);
+      const lastCheck = last ? new Date(last) : this.startedAt;
+      if (!purgeDue(s.purge, lastCheck, now)) continue;
+      this.opts.store.setKV("purge", s.key, now.toISOString());
+      const candidates = [];
+      for (const st of this.envs.values()) {
+        if (st.source !== s.key) continue;
+        const rec = this.opts.store.getEnvironment(st.env.name);
+        if (rec?.state === "active") candidates.push(rec);
+      }
+      for (const v of purgeVictims(s.purge, candidates, now)) {
+        const st = this.envs.get(v.name);
+        this.envs.delete(v.name);
+        this.event(v.name, null, "info", "EnvironmentPurged", `environment ${v.name} purged: ${v.why}`);
+        this.retire(v.name, false, `purged: ${v.why}`, st?.commit ?? null);
+        out.push(v);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Finds (and unless `dryRun` removes) what targets still hold for environments that no longer
+   * exist: debris of a destroy that was killed, or of a lost state.
+   */
+  async gc(opts: { dryRun: boolean; who: string }): Promise<Orphan[]> {
+    const recs = this.opts.store.listEnvironments();
+    const live = new Set(recs.filter((r) => r.state !== "destroyed").map((r) => r.name));
+    const targets = new Set(recs.map((r) => r.target));
+    const out: Orphan[] = [];
+    for (const name of targets) {
+      const t = this.opts.target(name);
+      if (t.sweep) out.push(...(await t.sweep(live, { dryRun: opts.dryRun })));
+    }
+    if (!opts.dryRun && out.length > 0) {
+      const failed = out.filter((o) => o.result.startsWith("failed"));
+      this.event(
+        null,
+        null,
+        failed.length ? "warning" : "info",
+        "GarbageCollected",
+        `${opts.who} removed ${out.length - failed.length} orphaned object(s)${failed.length ? `; ${failed.length} failed: ${failed.map((f) => f.subject).join(", ")}` : ""}`,
+      );
+    }
+    return out;
+  }
+
+  // --- images ---------------------------------------------------------------------------------
+
+  private startImages(): void {
+    const c = this.config;
+    if (![...byKind(c, "ImageRepository"), ...byKind(c, "ImageUpdateAutomation")].length) return;
+    this.images = new ImageLoop({
+      store: this.opts.store,
+      log: this.log,
+      workDir: this.opts.workDir ?? join(tmpdir(), `sluice-automation-${process.pid}`),
+      config: () => this.config,
+      source: (k) => this.sources.get(k)?.spec,
+      secret: (ns, name) =>
+        this.config.supporting.find(
+          (o) => o.kind === "Secret" && o.metadata.namespace === ns && o.metadata.name === name,
+        )?.data,
+      event: (severity, reason, message) => this.event(null, null, severity, reason, message),
+      pushed: (k) => void this.refreshSource(k, "image-update"),
+    });
+    this.images.start();
+  }
+
+  /** Repositories, policies and automations with their last results (`sluice get images`). */
+  imageStatus(): ImageStatus {
+    return this.images?.status() ?? { repositories: [], policies: [], automations: [] };
+  }
+
+  /** Scans one ImageRepository (`namespace/name` or name) — or all — now, then runs automations that moved. */
+  async scanImages(name?: string): Promise<string[]> {
+    const repos = byKind(this.config, "ImageRepository").filter(
+      (r) => !name || r.metadata.name === name || `${r.metadata.namespace}/${r.metadata.name}` === name,
+    );
+    if (name && !repos.length) throw new SluiceError("NotFound", `ImageRepository ${name} is not configured`);
+    if (!this.images) return [];
+    await Promise.all(repos.map((r) => this.images!.scan(`${r.metadata.namespace}/${r.metadata.name}`)));
+    await this.images.idle();
+    return repos.map((r) => `${r.metadata.namespace}/${r.metadata.name}`);
+  }
+
+  /** The source (`namespace/name`) whose URL is one of these, if any. */
+  sourceFor(repoUrls: string[]): string | undefined {
+    return [...this.sources.values()].find((s) => repoUrls.some((u) => sameRepo(u, s.spec.url)))?.key;
+  }
+
+  /** Fetches one ref of a source into a read-only snapshot (pull-request plans). */
+  fetchRevision(source: string, ref: { branch: string } | { name: string }): Promise<Artifact> {
+    const s = this.sources.get(source);
+    if (!s) throw new SluiceError("NotFound", `source ${source} is not configured`);
+    return this.opts.source.fetch(source, { ...s.spec, ref });
+  }
+
+  /** The age identities SOPS files are decrypted with (for plans that render like the agent). */
+  get decryptionKeys(): AgeIdentities | undefined {
+    return this.opts.ageIdentities;
+  }
+
   /** The loaded configuration (read-only), e.g. for the webhook receivers. */
   get configuration(): Config {
     return this.config;
@@ -252,12 +534,24 @@ export class Agent extends EventEmitter {
         (e) =>
           e.spec.sourceRef.name === repo.metadata.name && e.metadata.namespace === repo.metadata.namespace,
       );
+      const open = this.opts.store.getKV("pullRequests", key);
       this.sources.set(key, {
         key,
         obj: repo,
         spec: this.gitSpec(repo),
         intervalMs: parseDuration(repo.spec.interval) ?? 60_000,
         environments,
+        ...(environments
+          ? {
+              purge: purgePolicy(
+                environments.spec as EnvironmentsSpec,
+                `${environments.origin}: Environments ${environments.metadata.name}`,
+              ),
+            }
+          : {}),
+        pullRequests: new Map(
+          open ? (JSON.parse(open) as PullRequestRef[]).map((p) => [p.number, p] as const) : [],
+        ),
         branches: new Map(),
         ok: false,
         message: "not fetched yet",
@@ -397,32 +691,49 @@ export class Agent extends EventEmitter {
   }
 
   private syncEnvironments(s: SourceState, trigger: string): void {
+    const now = this.now();
     const wanted = new Map<string, Environment>();
     if (s.environments) {
-      const res = resolveEnvironments(s.environments.spec as EnvironmentsSpec, s.branches.keys());
+      const spec = s.environments.spec as EnvironmentsSpec;
+      // Names given before are kept (stable names); a destroyed environment's name is free again.
+      const assigned = new Map<string, string>();
+      for (const rec of this.opts.store.listEnvironments()) {
+        if (rec.state === "destroyed" && rec.heldCommit === null) continue;
+        assigned.set(rec.prNumber !== null ? `pr:${rec.prNumber}` : `branch:${rec.branch}`, rec.name);
+      }
+      const res = resolveEnvironments(spec, s.branches.keys(), {
+        assigned,
+        commits: s.branches,
+        // A pull request's environment follows its head branch; one not in this repository
+        // (a fork) cannot be fetched from here.
+        pullRequests: [...s.pullRequests.values()].filter((p) => s.branches.has(p.headRef)),
+      });
       for (const c of res.conflicts) this.event(null, null, "warning", "EnvironmentConflict", c);
       for (const e of res.environments) wanted.set(e.name, e);
     } else {
       const branch = s.spec.ref?.branch ?? [...s.branches.keys()][0] ?? "main";
       const name =
         s.obj.metadata.name === DEFAULT_ENV || this.sources.size === 1 ? DEFAULT_ENV : s.obj.metadata.name;
-      wanted.set(name, {
-        name,
-        branch,
-        rule: branch,
-        target: "local",
-        protected: true,
-        ttlMs: null,
-        vars: { ENV: name, BRANCH: branch },
-      });
+      wanted.set(name, defaultEnvironment(name, branch));
     }
     // New and moved environments.
     for (const env of wanted.values()) {
       const commit = env.branch ? (s.branches.get(env.branch) ?? null) : null;
       const prev = this.envs.get(env.name);
       const rec = this.opts.store.getEnvironment(env.name);
-      if (!prev || !rec || rec.state !== "active") {
-        const now = new Date();
+      // Purged or destroyed by a user at this very commit: it stays away until the branch moves.
+      if (rec && rec.state !== "active" && rec.heldCommit !== null && rec.heldCommit === commit) {
+        wanted.delete(env.name);
+        continue;
+      }
+      const isNew = rec?.state !== "active";
+      const revision = commit && env.branch ? `${env.branch}@sha1:${commit}` : (rec?.revision ?? null);
+      const pushed = !isNew && revision !== rec?.revision;
+      if (isNew || pushed || !prev) {
+        let expiresAt = isNew ? null : (rec?.expiresAt ?? null);
+        if (env.ttlMs === null) expiresAt = null;
+        else if (isNew || expiresAt === null) expiresAt = new Date(now.getTime() + env.ttlMs).toISOString();
+        else if (pushed) expiresAt = extendedExpiry(expiresAt, now, env.ttlMs);
         this.opts.store.upsertEnvironment({
           name: env.name,
           branch: env.branch,
@@ -430,18 +741,20 @@ export class Agent extends EventEmitter {
           target: env.target,
           protected: env.protected,
           ttlSeconds: env.ttlMs === null ? null : Math.round(env.ttlMs / 1000),
-          expiresAt: env.ttlMs === null ? null : new Date(now.getTime() + env.ttlMs).toISOString(),
+          expiresAt,
           state: "active",
-          revision: rec?.revision ?? null,
-          ...(rec ? { createdAt: rec.createdAt } : {}),
+          revision,
+          prNumber: env.prNumber,
+          heldCommit: null,
+          ...(isNew ? { createdAt: now.toISOString() } : rec ? { createdAt: rec.createdAt } : {}),
         });
-        if (rec?.state !== "active") {
+        if (isNew) {
           this.event(
             env.name,
             null,
             "info",
             "EnvironmentCreated",
-            `environment ${env.name} created for branch ${env.branch}`,
+            `environment ${env.name} created for ${env.prNumber !== null ? `pull request ${env.prNumber} (branch ${env.branch})` : `branch ${env.branch}`}`,
           );
           this.emitEvent({ type: "environment", env: env.name, state: "active", branch: env.branch });
         }
@@ -451,21 +764,28 @@ export class Agent extends EventEmitter {
         this.enqueueEnvironment(env.name, prev && prev.commit !== commit ? "source" : trigger);
       }
     }
-    // Environments of this source whose branch is gone.
+    // Environments of this source whose branch (or pull request) is gone.
     for (const [name, st] of this.envs) {
       if (st.source !== s.key || wanted.has(name)) continue;
       this.envs.delete(name);
-      this.retire(name, st.env.protected, "its branch was deleted");
+      const rec = this.opts.store.getEnvironment(name);
+      if (rec?.state !== "active") continue; // held back by a purge
+      this.retire(
+        name,
+        st.env.protected,
+        st.env.prNumber !== null ? "its pull request was closed" : "its branch was deleted",
+      );
     }
+    const rules = s.environments ? (s.environments.spec as EnvironmentsSpec).rules : [];
     for (const rec of this.opts.store.listEnvironments()) {
       if (rec.state !== "active" || wanted.has(rec.name) || this.envs.has(rec.name)) continue;
       // Known from before a restart, from this source's rules, and no longer listed.
-      if (
-        s.environments &&
-        rec.rule &&
-        (s.environments.spec as EnvironmentsSpec).rules.some((r) => r.branch === rec.rule)
-      ) {
-        this.retire(rec.name, rec.protected, "its branch was deleted");
+      if (rec.rule && rules.some((r) => (r.branch ?? "pullRequest") === rec.rule)) {
+        this.retire(
+          rec.name,
+          rec.protected,
+          rec.prNumber !== null ? "its pull request was closed" : "its branch was deleted",
+        );
       }
     }
     this.metrics.environments.set(
@@ -473,7 +793,8 @@ export class Agent extends EventEmitter {
     );
   }
 
-  private retire(name: string, isProtected: boolean, why: string): void {
+  /** Starts destroying an environment; with `hold`, it is not re-created while its branch stays at that commit. */
+  private retire(name: string, isProtected: boolean, why: string, hold?: string | null): void {
     if (isProtected) {
       this.event(
         name,
@@ -484,7 +805,11 @@ export class Agent extends EventEmitter {
       );
       return;
     }
-    this.opts.store.setEnvironmentState(name, "destroying");
+    this.opts.store.setEnvironmentState(
+      name,
+      "destroying",
+      hold !== undefined ? { heldCommit: hold ?? null } : {},
+    );
     this.emitEvent({ type: "environment", env: name, state: "destroying", branch: null });
     this.queue.enqueue(destroyKey(name), why);
   }
@@ -725,6 +1050,7 @@ export class Agent extends EventEmitter {
       ...(this.opts.ageIdentities ? { ageIdentities: this.opts.ageIdentities } : {}),
     });
     let objects = result.objects;
+    if (env.namespace) objects = isolate(objects, env.namespace, this.firstUnit(kust));
     if (spec.targetNamespace)
       objects = objects.map((o) => ({
         ...o,
@@ -735,9 +1061,15 @@ export class Agent extends EventEmitter {
     return objects;
   }
 
+  /**
+   * Destroys everything an environment owns, dependents first, and finishes even when some
+   * deletes fail: every unit is attempted, and if anything is left the error names it and the
+   * queue retries with backoff until the target lets go. Only then is the environment marked
+   * destroyed.
+   */
   private async destroyEnvironment(name: string): Promise<void> {
     const rec = this.opts.store.getEnvironment(name);
-    if (!rec || rec.state === "destroyed") return;
+    if (rec?.state !== "destroying") return;
     const target = this.opts.target(rec.target);
     // Dependents first: reverse of the dependency order of what it owns.
     const owned = this.opts.store.listInventories(name).map((i) => i.unit);
@@ -747,21 +1079,52 @@ export class Agent extends EventEmitter {
         dependsOn: (k.spec.dependsOn ?? []).map((d) => d.name),
       })),
     ).order;
-    const units = [...owned].sort((a, b) => order.indexOf(b) - order.indexOf(a));
+    // Also every configured unit, idempotently: the target may hold something the store lost track
+    // of (a crash between the target's apply and the store's inventory write).
+    const all = new Set([...owned, ...byKind(this.config, "Kustomization").map((k) => k.metadata.name)]);
+    const units = [...all].sort((a, b) => order.indexOf(b) - order.indexOf(a));
+    const failures: string[] = [];
     for (const unit of units) {
-      const cs = await target.destroy({ env: name, unit });
-      this.opts.store.deleteInventory(name, unit);
-      this.event(name, unit, "info", "Pruned", `environment destroyed: ${describe(cs)}`);
+      try {
+        const cs = await target.destroy({ env: name, unit });
+        if (owned.includes(unit)) this.opts.store.deleteInventory(name, unit);
+        if (cs.entries.length > 0 || owned.includes(unit))
+          this.event(name, unit, "info", "Pruned", `environment destroyed: ${describe(cs)}`);
+      } catch (e) {
+        const left = this.opts.store.getInventory(name, unit)?.refs.map((r) => subject(r)) ?? [];
+        failures.push(`${unit}: ${errorMessage(e)}${left.length ? ` (left: ${left.join(", ")})` : ""}`);
+      }
     }
-    // Also anything the target still holds that the store lost track of (a crash between the
-    // target's apply and the store's inventory write): every configured unit, idempotently.
-    for (const k of byKind(this.config, "Kustomization")) {
-      if (!units.includes(k.metadata.name)) await target.destroy({ env: name, unit: k.metadata.name });
+    if (failures.length > 0) {
+      const msg = `destroying environment ${name} left objects behind; retrying: ${failures.join("; ")}`;
+      this.event(name, null, "warning", "DestroyIncomplete", msg);
+      throw new SluiceError("PruneFailed", msg, {
+        hint: "Sluice retries with backoff; `sluice env gc` sweeps debris",
+      });
     }
     this.opts.store.setEnvironmentState(name, "destroyed");
     this.opts.store.deleteUnitStatus(name);
-    this.event(name, null, "info", "EnvironmentDestroyed", `environment ${name} destroyed`);
+    const after = this.opts.store.getEnvironment(name);
+    this.event(
+      name,
+      null,
+      "info",
+      "EnvironmentDestroyed",
+      `environment ${name} destroyed (up ${Math.round(((after?.uptimeSeconds ?? 0) / 3600) * 100) / 100} h in total)`,
+    );
     this.emitEvent({ type: "environment", env: name, state: "destroyed", branch: rec.branch });
+  }
+
+  /** Whether a unit is the first of its source's units in dependency order. */
+  private firstUnit(kust: ConfigObject<"Kustomization">): boolean {
+    const src = `${kust.spec.sourceRef.namespace ?? kust.metadata.namespace}/${kust.spec.sourceRef.name}`;
+    const order = analyzeGraph(
+      this.kustomizationsFor(src).map((k) => ({
+        id: k.metadata.name,
+        dependsOn: (k.spec.dependsOn ?? []).map((d) => d.name),
+      })),
+    ).order;
+    return order[0] === kust.metadata.name;
   }
 
   private scheduleUnit(key: string, ms: number): void {
@@ -830,6 +1193,20 @@ class StageError extends Error {
   ) {
     super(errorMessage(cause));
   }
+}
+
+/**
+ * An environment's own namespace (Kubernetes isolation): every object goes into it (cluster-scoped
+ * kinds lose it again in the Kubernetes target), and the first unit also owns the Namespace, so a
+ * destroy (dependents first) removes it last.
+ */
+function isolate(objects: KubeObject[], namespace: string, ownsNamespace: boolean): KubeObject[] {
+  const out: KubeObject[] = objects
+    .filter((o) => o.kind !== "Namespace")
+    .map((o) => ({ ...o, metadata: { ...o.metadata, namespace } }));
+  if (ownsNamespace)
+    out.unshift({ apiVersion: "v1", kind: "Namespace", metadata: { name: namespace } } as KubeObject);
+  return out;
 }
 
 function destroyKey(env: string): string {

@@ -5,8 +5,10 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Logger } from "pino";
-import { SluiceError } from "../core/index.js";
+import { parseDuration, SluiceError } from "../core/index.js";
+import type { Agent } from "../reconcile/index.js";
 import type { Store, TokenRole } from "../store/index.js";
+import type { Dashboard } from "./_dashboard.js";
 import { HttpError, intParam, methodNotAllowed, parseJsonObject, readBody, sendJson } from "./_http.js";
 import type { Scrubber } from "./_scrub.js";
 import type { EventStream } from "./_stream.js";
@@ -18,6 +20,8 @@ export interface ApiContext {
   log: Logger;
   stream: EventStream;
   scrub: () => Scrubber;
+  /** The dashboard's routes (`_dashboard.ts`): stream tickets, matrix, environment detail. */
+  dashboard?: Dashboard;
 }
 
 interface Caller {
@@ -58,6 +62,17 @@ function segment(s: string): string {
 
 const LIMIT = { min: 1, max: 10_000 };
 
+type Lifecycle = Required<
+  Pick<ApiAgent, "createEnvironment" | "requestDestroy" | "extendEnvironment" | "gc">
+>;
+
+function lifecycleOf(agent: ApiAgent): Lifecycle {
+  const a = agent as Partial<Lifecycle>;
+  if (!a.createEnvironment || !a.requestDestroy || !a.extendEnvironment || !a.gc)
+    throw new HttpError(501, "NotImplemented", "this agent does not manage environment lifecycles");
+  return a as Lifecycle;
+}
+
 /** Serves one `/api/v1/...` request. `path` is the URL path without the `/api/v1` prefix. */
 export async function handleApi(
   ctx: ApiContext,
@@ -66,17 +81,20 @@ export async function handleApi(
   path: string,
   query: URLSearchParams,
 ): Promise<void> {
-  const caller = authenticate(req, ctx.store);
+  const caller = ctx.dashboard?.ticketCaller(req, path, query) ?? authenticate(req, ctx.store);
   const method = req.method === "HEAD" ? "GET" : (req.method ?? "GET");
   const parts = path.split("/").filter((p) => p !== "");
   const get = () => {
     if (method !== "GET") throw methodNotAllowed(["GET"]);
   };
   const json = (v: unknown, status = 200) => sendJson(res, status, ctx.scrub()(v));
+  // The dashboard's read routes (whoami, stream-ticket, matrix, GET environments/:env); see _dashboard.ts.
+  if (ctx.dashboard && (await ctx.dashboard.handleApi(caller, req, res, parts, query))) return;
 
   if (parts.length === 1) {
     switch (parts[0]) {
       case "environments":
+        if (method === "POST") break; // create: below
         get();
         return json({ environments: ctx.agent.listEnvironments() });
       case "units":
@@ -114,6 +132,64 @@ export async function handleApi(
         ctx.stream.attach(res);
         return;
     }
+  }
+
+  // Environment lifecycle (operators): create from a branch, destroy, extend, sweep orphans.
+  if (parts[0] === "environments" && (parts.length === 1 || parts.length === 2 || parts.length === 3)) {
+    const lifecycle = lifecycleOf(ctx.agent);
+    if (parts.length === 1 && method === "POST") {
+      requireOperator(caller, "creating an environment");
+      const body = parseJsonObject(await readBody(req, res));
+      if (typeof body.branch !== "string" || body.branch === "")
+        throw new HttpError(400, "BadRequest", "branch (a non-empty string) is required");
+      const name = await lifecycle.createEnvironment(body.branch, caller.name);
+      return json({ created: { name, branch: body.branch } }, 201);
+    }
+    if (parts.length === 2) {
+      if (method !== "DELETE") throw methodNotAllowed(["DELETE"]);
+      requireOperator(caller, "destroying an environment");
+      const env = segment(parts[1]!);
+      lifecycle.requestDestroy(env, caller.name);
+      return json({ destroying: { name: env } }, 202);
+    }
+    if (parts.length === 3 && parts[2] === "extend") {
+      if (method !== "POST") throw methodNotAllowed(["POST"]);
+      requireOperator(caller, "extending an environment");
+      const env = segment(parts[1]!);
+      const body = parseJsonObject(await readBody(req, res));
+      const ms = typeof body.duration === "string" ? parseDuration(body.duration) : undefined;
+      if (!ms || ms <= 0)
+        throw new HttpError(400, "BadRequest", "duration must be a positive duration such as 4h or 30m");
+      const expiresAt = lifecycle.extendEnvironment(env, ms, caller.name);
+      return json({ extended: { name: env, expiresAt } });
+    }
+  }
+  if (parts[0] === "images" && parts.length <= 2) {
+    const a = ctx.agent as ApiAgent & Partial<Pick<Agent, "imageStatus" | "scanImages">>;
+    if (parts.length === 1) {
+      get();
+      return json(a.imageStatus?.() ?? { repositories: [], policies: [], automations: [] });
+    }
+    if (parts[1] === "scan") {
+      if (method !== "POST") throw methodNotAllowed(["POST"]);
+      requireOperator(caller, "scanning images");
+      const body = parseJsonObject(await readBody(req, res));
+      if (body.name !== undefined && typeof body.name !== "string")
+        throw new HttpError(400, "BadRequest", "name must be a string");
+      if (!a.scanImages) throw new HttpError(501, "NotImplemented", "this agent does not scan images");
+      const scanned = await a.scanImages(body.name as string | undefined);
+      ctx.log.info({ scanned, by: caller.name }, "image scan requested");
+      return json({ scanned, ...(a.imageStatus?.() ?? {}) });
+    }
+  }
+  if (parts.length === 1 && parts[0] === "gc") {
+    if (method !== "POST") throw methodNotAllowed(["POST"]);
+    requireOperator(caller, "garbage collection");
+    const body = parseJsonObject(await readBody(req, res));
+    if (body.dryRun !== undefined && typeof body.dryRun !== "boolean")
+      throw new HttpError(400, "BadRequest", "dryRun must be true or false");
+    const orphans = await lifecycleOf(ctx.agent).gc({ dryRun: body.dryRun === true, who: caller.name });
+    return json({ dryRun: body.dryRun === true, orphans });
   }
 
   // /environments/:env/units/:unit/(reconcile|suspend|resume)

@@ -18,7 +18,10 @@
  *    captured generic-hmac request can be replayed; it can only re-trigger an idempotent fetch.)
  * 5. GitHub `ping` → 200 `{"ping": true}`. An event not in `spec.events` (when given, compared
  *    case-insensitively) → 200 `{"ignored": "…"}`, so senders do not mark the hook as failing.
- * 6. Anything else is a push: the Receiver's `GitRepository` resources (by name in its namespace,
+ * 6. A pull-request event (GitHub `pull_request`, GitLab `Merge Request Hook`) → 202: the
+ *    request's preview environment is created/updated/destroyed and its plan posted on the forge
+ *    (`_pullrequests.ts`); actions with nothing to do (labels, edits) → 200 `{"ignored"}`.
+ * 7. Anything else is a push: the Receiver's `GitRepository` resources (by name in its namespace,
  *    or `name: "*"` with `matchLabels`) are refreshed through `agent.notifyPush({ sources })` with
  *    their `namespace/name` keys, and its `Kustomization` resources are reconciled in every
  *    environment that has them. The answer, 200 `{"refreshed": [...], "reconciled": [...]}`, is
@@ -29,8 +32,10 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Logger } from "pino";
 import { byKind, type Config, type ConfigObject } from "../config/index.js";
 import { errorMessage } from "../core/index.js";
+import { pullRequestEventName, pullRequestFromDelivery } from "../forges/index.js";
 import { type ReceiverKind, ReplayGuard, receiverPath, verifyWebhook } from "../receivers/index.js";
 import { HttpError, methodNotAllowed, readBody, sendJson } from "./_http.js";
+import { PullRequests } from "./_pullrequests.js";
 import type { ApiAgent } from "./_types.js";
 
 interface Receiver {
@@ -47,8 +52,12 @@ interface Receiver {
 export class Receivers {
   private index: { config: Config; byPath: Map<string, Receiver> } | undefined;
   private readonly guard = new ReplayGuard();
+  /** Pull-request deliveries: preview environments and plans posted to the forge. */
+  readonly prs: PullRequests;
 
-  constructor(private readonly opts: { agent: ApiAgent; log: Logger }) {}
+  constructor(private readonly opts: { agent: ApiAgent; log: Logger }) {
+    this.prs = new PullRequests(opts);
+  }
 
   async handle(req: IncomingMessage, res: ServerResponse, digest: string): Promise<void> {
     const r = this.lookup(`/hook/${digest}`);
@@ -98,6 +107,19 @@ export class Receivers {
       return sendJson(res, 200, {
         ignored: `event ${JSON.stringify((event ?? "").slice(0, 100))} is not one of the receiver's events`,
       });
+    }
+
+    const forge = r.kind === "github" || r.kind === "gitlab" ? r.kind : undefined;
+    if (forge && event === pullRequestEventName(forge)) {
+      const pr = pullRequestFromDelivery(forge, event, { headers: req.headers, body });
+      if (pr === undefined) throw new HttpError(400, "BadRequest", "the pull request payload is not JSON");
+      if (typeof pr === "string") {
+        log.info({ receiver: r.id, event }, "pull request delivery ignored");
+        return sendJson(res, 200, { ignored: pr.slice(0, 200) });
+      }
+      this.prs.accept(pr);
+      log.info({ receiver: r.id, event, pr: pr.number, action: pr.action }, "pull request webhook accepted");
+      return sendJson(res, 202, { pullRequest: { number: pr.number, action: pr.action } });
     }
 
     const agent = this.opts.agent;

@@ -14,8 +14,9 @@ export type ApiAgent = Pick<
   | "notifyPush"
   | "configuration"
   | "metrics"
-> & {
-  readonly started?: boolean;
-  on(event: "change", listener: (e: AgentEvent) => void): unknown;
-  off(event: "change", listener: (e: AgentEvent) => void): unknown;
-};
+> &
+  Partial<Pick<Agent, "createEnvironment" | "requestDestroy" | "extendEnvironment" | "gc">> & {
+    readonly started?: boolean;
+    on(event: "change", listener: (e: AgentEvent) => void): unknown;
+    off(event: "change", listener: (e: AgentEvent) => void): unknown;
+  };

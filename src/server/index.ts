@@ -12,6 +12,10 @@
  * - operator only (a viewer gets 403): `POST /api/v1/environments/:env/units/:unit/reconcile`
  *   (body optional `{"withSource": true}`; 202), `.../suspend`, `.../resume` (200).
  *
+ * - the dashboard (`_dashboard.ts`): its pages and files outside these paths (own strict CSP), and
+ *   `GET /api/v1/whoami`, `/matrix`, `/environments/:env`, `POST /api/v1/stream-ticket` (a
+ *   one-time ticket that opens `/stream?ticket=…` for a browser's EventSource).
+ *
  * Errors are `{"error": {"code", "message"}}`: SluiceError codes map to statuses (NotFound 404,
  * Unauthorized 401, Forbidden 403, ConfigInvalid 400, Conflict 409, any other 500); request
  * problems are 400 (bad JSON, bad query), 405 (with `Allow`), 413 (body over 1 MiB). Errors that
@@ -29,12 +33,20 @@ import { errorMessage } from "../core/index.js";
 import type { AgentEvent } from "../reconcile/index.js";
 import type { Store } from "../store/index.js";
 import { handleApi } from "./_api.js";
+import { Dashboard, type DashboardOptions } from "./_dashboard.js";
 import { Receivers } from "./_hooks.js";
 import { describeError, HttpError, methodNotAllowed, securityHeaders, sendError, sendText } from "./_http.js";
 import { makeScrubber, type Scrubber } from "./_scrub.js";
 import { EventStream } from "./_stream.js";
 import type { ApiAgent } from "./_types.js";
 
+export type {
+  DashboardOptions,
+  EnvironmentDetail,
+  MatrixAnswer,
+  StreamTicketAnswer,
+  WhoAmIAnswer,
+} from "./_dashboard.js";
 export type { ApiAgent } from "./_types.js";
 
 export interface ApiServerOptions {
@@ -51,6 +63,8 @@ export interface ApiServerOptions {
    * `X-Content-Type-Options: nosniff` is already set, everything else is up to the hook.
    */
   extraRoutes?: (req: IncomingMessage, res: ServerResponse) => boolean | Promise<boolean>;
+  /** The dashboard (`_dashboard.ts`): its static files after `extraRoutes`, and its read routes. */
+  dashboard?: DashboardOptions;
   /** Readiness beyond "the store answers"; default: the agent's `started` flag when it has one. */
   ready?: () => boolean;
   /** Heartbeat period of `/api/v1/stream` (default 15 s). */
@@ -101,10 +115,14 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
     maxClients: opts.maxStreams ?? 100,
     scrub,
   });
-  const onChange = (e: AgentEvent) => stream.publish(e);
+  const dashboard = new Dashboard({ agent, store, log, scrub }, opts.dashboard);
+  const onChange = (e: AgentEvent) => {
+    stream.publish(e);
+    dashboard.observe(e);
+  };
   agent.on("change", onChange);
   const receivers = new Receivers({ agent, log });
-  const ctx = { agent, store, log, stream, scrub };
+  const ctx = { agent, store, log, stream, scrub, dashboard };
 
   const isReady = (): { ok: boolean; why: string } => {
     try {
@@ -135,6 +153,7 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
       path.startsWith("/api/") ||
       path.startsWith("/hook/");
     if (!ours && opts.extraRoutes && (await opts.extraRoutes(req, res))) return;
+    if (!ours && dashboard.serveStatic(req, res, path)) return;
     securityHeaders(res);
 
     if (path === "/healthz") {

@@ -113,6 +113,18 @@ CREATE TABLE kv (
 ) STRICT, WITHOUT ROWID;
 `,
   },
+  {
+    version: 2,
+    name: "environment lifecycle: pull requests, uptime, purge hold",
+    sql: `
+ALTER TABLE environments ADD COLUMN pr_number INTEGER;
+ALTER TABLE environments ADD COLUMN active_since TEXT;
+ALTER TABLE environments ADD COLUMN uptime_seconds INTEGER NOT NULL DEFAULT 0 CHECK (uptime_seconds >= 0);
+ALTER TABLE environments ADD COLUMN destroyed_at TEXT;
+ALTER TABLE environments ADD COLUMN held_commit TEXT;
+UPDATE environments SET active_since = created_at WHERE state = 'active';
+`,
+  },
 ];
 
 export const CURRENT_SCHEMA_VERSION = MIGRATIONS.reduce((v, m) => Math.max(v, m.version), 0);

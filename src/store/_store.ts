@@ -6,6 +6,7 @@ import { type ObjectRef, objectKey, SluiceError } from "../core/index.js";
 import { acquireLock, type HeldLock, LOCK_REFRESH_MS, refreshLock, releaseLock } from "./_lock.js";
 import { CURRENT_SCHEMA_VERSION, migrate, schemaVersion, tooNewError } from "./_migrations.js";
 import type {
+  EnvironmentInput,
   EnvironmentRecord,
   EnvironmentState,
   EventRecord,
@@ -116,6 +117,11 @@ interface EnvRow {
   expires_at: string | null;
   state: EnvironmentState;
   revision: string | null;
+  pr_number: number | null;
+  active_since: string | null;
+  uptime_seconds: number;
+  destroyed_at: string | null;
+  held_commit: string | null;
 }
 interface StatusRow {
   env: string;
@@ -180,7 +186,7 @@ class SqliteStore implements Store {
 
   // ── environments ────────────────────────────────────────────────────────────
 
-  upsertEnvironment(e: Omit<EnvironmentRecord, "createdAt"> & { createdAt?: string }): void {
+  upsertEnvironment(e: EnvironmentInput): void {
     this.writable();
     requireName(e.name, "environment name");
     oneOf(e.state, ["active", "destroying", "destroyed"], "environment state");
@@ -190,12 +196,21 @@ class SqliteStore implements Store {
     const created = e.createdAt === undefined ? null : isoTime(e.createdAt, "createdAt");
     this.durably(() =>
       this.q(
-        `INSERT INTO environments (name, branch, rule, target, protected, ttl_seconds, created_at, expires_at, state, revision)
-           VALUES (@name, @branch, @rule, @target, @protected, @ttl, coalesce(@created, @now), @expires, @state, @revision)
+        `INSERT INTO environments (name, branch, rule, target, protected, ttl_seconds, created_at, expires_at, state, revision,
+             pr_number, active_since, held_commit)
+           VALUES (@name, @branch, @rule, @target, @protected, @ttl, coalesce(@created, @now), @expires, @state, @revision,
+             @pr, CASE WHEN @state = 'active' THEN @now END, @held)
            ON CONFLICT (name) DO UPDATE SET branch = excluded.branch, rule = excluded.rule, target = excluded.target,
              protected = excluded.protected, ttl_seconds = excluded.ttl_seconds,
              created_at = coalesce(@created, environments.created_at), expires_at = excluded.expires_at,
-             state = excluded.state, revision = excluded.revision`,
+             revision = excluded.revision, pr_number = coalesce(@pr, environments.pr_number),
+             active_since = CASE
+               WHEN excluded.state = 'active' AND environments.state <> 'active' THEN @now
+               WHEN excluded.state = 'active' THEN coalesce(environments.active_since, @now)
+               ELSE environments.active_since END,
+             destroyed_at = CASE WHEN excluded.state = 'active' THEN NULL ELSE environments.destroyed_at END,
+             held_commit = CASE WHEN excluded.state = 'active' THEN @held ELSE environments.held_commit END,
+             state = excluded.state`,
       ).run({
         name: e.name,
         branch: e.branch,
@@ -208,6 +223,8 @@ class SqliteStore implements Store {
         expires: e.expiresAt === null ? null : isoTime(e.expiresAt, "expiresAt"),
         state: e.state,
         revision: e.revision,
+        pr: e.prNumber ?? null,
+        held: e.heldCommit ?? null,
       }),
     );
   }
@@ -221,10 +238,41 @@ class SqliteStore implements Store {
     return (this.q("SELECT * FROM environments ORDER BY name").all() as EnvRow[]).map(envOf);
   }
 
-  setEnvironmentState(name: string, state: EnvironmentState): void {
+  setEnvironmentState(
+    name: string,
+    state: EnvironmentState,
+    opts: { heldCommit?: string | null } = {},
+  ): void {
     this.writable();
     oneOf(state, ["active", "destroying", "destroyed"], "environment state");
-    const r = this.durably(() => this.q("UPDATE environments SET state = ? WHERE name = ?").run(state, name));
+    const params = {
+      at: now(),
+      state,
+      name,
+      setHeld: opts.heldCommit === undefined ? 0 : 1,
+      held: opts.heldCommit ?? null,
+    };
+    const r = this.durably(() =>
+      this.q(
+        `UPDATE environments SET state = @state,
+           held_commit = CASE WHEN @setHeld = 1 THEN @held ELSE held_commit END,
+           uptime_seconds = uptime_seconds + CASE WHEN @state = 'destroyed' AND active_since IS NOT NULL
+             THEN max(0, CAST(round((julianday(@at) - julianday(active_since)) * 86400) AS INTEGER)) ELSE 0 END,
+           destroyed_at = CASE WHEN @state = 'destroyed' THEN @at ELSE destroyed_at END,
+           active_since = CASE WHEN @state = 'destroyed' THEN NULL
+             WHEN @state = 'active' THEN coalesce(active_since, @at) ELSE active_since END
+         WHERE name = @name`,
+      ).run(params),
+    );
+    if (r.changes === 0) throw notRegistered(name);
+  }
+
+  setEnvironmentExpiry(name: string, expiresAt: string | null): void {
+    this.writable();
+    const v = expiresAt === null ? null : isoTime(expiresAt, "expiresAt");
+    const r = this.durably(() =>
+      this.q("UPDATE environments SET expires_at = ? WHERE name = ?").run(v, name),
+    );
     if (r.changes === 0) throw notRegistered(name);
   }
 
@@ -710,6 +758,11 @@ function envOf(r: EnvRow): EnvironmentRecord {
     expiresAt: r.expires_at,
     state: r.state,
     revision: r.revision,
+    prNumber: r.pr_number,
+    activeSince: r.active_since,
+    uptimeSeconds: r.uptime_seconds,
+    destroyedAt: r.destroyed_at,
+    heldCommit: r.held_commit,
   };
 }
 

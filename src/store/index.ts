@@ -37,7 +37,26 @@ export interface EnvironmentRecord {
   state: EnvironmentState;
   /** The source revision last seen for it, `branch@sha1:<sha>`. */
   revision: string | null;
+  /** The pull/merge request it previews, for `pr-<n>` environments. */
+  prNumber: number | null;
+  /** When the current life began (null unless active). */
+  activeSince: string | null;
+  /** Seconds this environment was active in earlier lives (add `now - activeSince` for the total). */
+  uptimeSeconds: number;
+  destroyedAt: string | null;
+  /**
+   * Set when a purge (TTL or schedule) destroyed the environment while its branch still exists:
+   * the commit it was at. The environment comes back only when the branch moves past it, or when a
+   * user creates it again.
+   */
+  heldCommit: string | null;
 }
+
+/** What callers set; the lifecycle columns are kept by the store. */
+export type EnvironmentInput = Omit<
+  EnvironmentRecord,
+  "createdAt" | "prNumber" | "activeSince" | "uptimeSeconds" | "destroyedAt" | "heldCommit"
+> & { createdAt?: string; prNumber?: number | null; heldCommit?: string | null };
 export type EnvironmentState = "active" | "destroying" | "destroyed";
 
 export type ReadyState = "True" | "False" | "Unknown";
@@ -121,12 +140,23 @@ export interface Store {
 
   // environments
   /** Inserts or replaces an environment. `createdAt` defaults to now on insert and is kept on update. */
-  upsertEnvironment(e: Omit<EnvironmentRecord, "createdAt"> & { createdAt?: string }): void;
+  /**
+   * Going to `active` from anything else starts a new life (`activeSince` = now, `heldCommit`
+   * cleared unless given).
+   */
+  upsertEnvironment(e: EnvironmentInput): void;
   getEnvironment(name: string): EnvironmentRecord | undefined;
   /** All environments, by name. */
   listEnvironments(): EnvironmentRecord[];
-  /** @throws SluiceError NotFound when the environment is not registered. */
-  setEnvironmentState(name: string, state: EnvironmentState): void;
+  /**
+   * Moving to `destroyed` ends the current life: its seconds are added to `uptimeSeconds` and
+   * `destroyedAt` is set. `heldCommit` (a commit, or null to clear; absent keeps it) records a purge
+   * (see {@link EnvironmentRecord.heldCommit}).
+   * @throws SluiceError NotFound when the environment is not registered.
+   */
+  setEnvironmentState(name: string, state: EnvironmentState, opts?: { heldCommit?: string | null }): void;
+  /** Sets (or clears) when the environment expires. @throws SluiceError NotFound */
+  setEnvironmentExpiry(name: string, expiresAt: string | null): void;
   /**
    * Removes an environment with its unit status and runs. Idempotent.
    * @throws SluiceError Conflict while inventories still exist for it (prune and `deleteInventory` first).

@@ -5,14 +5,14 @@ import { join } from "node:path";
 import { after, test } from "node:test";
 import Database from "better-sqlite3";
 import { isSluiceError } from "../core/index.js";
-import { type EnvironmentRecord, openStore, type Store, type UnitStatus } from "./index.js";
+import { type EnvironmentInput, openStore, type Store, type UnitStatus } from "./index.js";
 
 const root = mkdtempSync(join(tmpdir(), "sluice-store-"));
 after(() => rmSync(root, { recursive: true, force: true }));
 let n = 0;
 const freshDir = () => join(root, `s${n++}`);
 
-function env(name: string, over: Partial<EnvironmentRecord> = {}): Omit<EnvironmentRecord, "createdAt"> {
+function env(name: string, over: Partial<EnvironmentInput> = {}): EnvironmentInput {
   return {
     name,
     branch: name,

@@ -12,6 +12,7 @@ export {
   LABEL_OWNER,
   LABEL_UNIT,
   type ObjectHealth,
+  type Orphan,
   ownerOf,
   type Target,
   type UnitId,

@@ -1,6 +1,6 @@
 import type { KubeObject, ObjectRef } from "../core/index.js";
 import type { ChangeSet, Inventory } from "../plan/index.js";
-import type { ApplyOptions, ApplyResult, HealthReport, Target, UnitId } from "./types.js";
+import type { ApplyOptions, ApplyResult, HealthReport, Orphan, Target, UnitId } from "./types.js";
 
 /**
  * A target connected on first use, and again after a failed connection: an agent can start while
@@ -38,6 +38,10 @@ export class LazyTarget implements Target {
   }
   async destroy(unit: UnitId): Promise<ChangeSet> {
     return (await this.get()).destroy(unit);
+  }
+  async sweep(live: ReadonlySet<string>, opts: { dryRun: boolean }): Promise<Orphan[]> {
+    const t = await this.get();
+    return t.sweep ? t.sweep(live, opts) : [];
   }
   async close(): Promise<void> {
     if (this.current) await (await this.current.catch(() => undefined))?.close();

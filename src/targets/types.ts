@@ -58,6 +58,16 @@ export interface ApplyResult {
   health?: HealthReport;
 }
 
+/** Something a target holds for an environment that no longer exists (`sluice env gc`). */
+export interface Orphan {
+  env: string;
+  unit: string | null;
+  /** `Kind/namespace/name`, or a podman object (`pod/<name>`, `volume/<name>`). */
+  subject: string;
+  /** What was done: `listed` (dry run), `deleted`, or `failed: <why>`. */
+  result: string;
+}
+
 /**
  * The contract every target (local podman, Kubernetes) fulfils. Apply is idempotent: re-applying
  * unchanged objects touches nothing. Prune deletes only objects in the unit's own inventory.
@@ -72,6 +82,12 @@ export interface Target {
   inventory(unit: UnitId): Promise<Inventory | undefined>;
   /** Deletes everything in the unit's inventory and the inventory itself. */
   destroy(unit: UnitId): Promise<ChangeSet>;
+  /**
+   * Finds everything carrying Sluice's labels (or recorded as a unit's inventory) for an
+   * environment not in `live`, and removes it unless `dryRun`. Never touches live environments'
+   * objects nor anything without Sluice's labels.
+   */
+  sweep?(live: ReadonlySet<string>, opts: { dryRun: boolean }): Promise<Orphan[]>;
   /** Releases connections and background work (not the workloads). */
   close(): Promise<void>;
 }

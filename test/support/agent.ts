@@ -4,7 +4,7 @@
  */
 
 import { execFile } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -12,6 +12,7 @@ import pino from "pino";
 import { Agent, type AgentOptions } from "../../src/reconcile/index.js";
 import { type GitServer, GitSource, startGitServer } from "../../src/source/index.js";
 import { openStore, type Store } from "../../src/store/index.js";
+import type { Target } from "../../src/targets/index.js";
 import { createLocalTarget, type LocalTarget } from "../../src/targets/local/index.js";
 
 export const WEB_IMAGE = "localhost/sluice/busybox:latest";
@@ -89,15 +90,20 @@ ${opts.unitSpec ?? ""}`;
 }
 
 /** A started agent on state directory `state` (config in `state/config`), on the local target. */
-export async function openAgent(state: string, extra: Partial<AgentOptions> = {}) {
+export async function openAgent(
+  state: string,
+  extra: Partial<AgentOptions> = {},
+  wrap?: (local: LocalTarget) => Target,
+) {
   const store = openStore(state);
   const local = await createLocalTarget({ stateDir: join(state, "local") });
+  const target = wrap ? wrap(local) : local;
   const agent = new Agent({
     configPath: join(state, "config"),
     configRoot: join(state, "config"),
     store,
     source: new GitSource({ cacheDir: join(state, "git") }),
-    target: () => local,
+    target: () => target,
     log: pino({ level: "silent" }),
     concurrency: 2,
     backoff: { baseMs: 200, maxMs: 2000 },
@@ -127,6 +133,7 @@ export interface Harness {
   startAgent(
     config: string,
     extra?: Partial<AgentOptions>,
+    wrap?: (local: LocalTarget) => Target,
   ): Promise<{ agent: Agent; store: Store; local: LocalTarget; stop(): Promise<void> }>;
   cleanup(): Promise<void>;
 }
@@ -174,8 +181,8 @@ export async function harness(repo: string, files: Record<string, string>): Prom
       return git("rev-parse", "HEAD");
     },
     writeConfig,
-    async startAgent(config, extra = {}) {
-      const h = await openAgent(writeConfig(config), extra);
+    async startAgent(config, extra = {}, wrap) {
+      const h = await openAgent(writeConfig(config), extra, wrap);
       agents.push(h);
       return h;
     },
@@ -189,6 +196,11 @@ export async function harness(repo: string, files: Record<string, string>): Prom
       }
       // Remove every pod the agents made: every unit any environment ever had, from the store.
       const state = join(dir, "state");
+      if (!existsSync(join(state, "sluice.db"))) {
+        await server.stop();
+        rmSync(dir, { recursive: true, force: true });
+        return;
+      }
       const store = openStore(state, { readOnly: true });
       const units = new Set<string>();
       for (const u of store.listUnitStatus()) units.add(`${u.env}\t${u.unit}`);
