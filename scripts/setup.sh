@@ -43,3 +43,12 @@ done
 
 step "building sluice"
 npx tsc -p tsconfig.json
+
+# The dashboard (web/ → dist/web, served by `sluice serve`): type-checked and built by Vite only
+# when the build is missing or older than its sources.
+if [ ! -f dist/web/index.html ] ||
+  [ -n "$(find web package-lock.json -newer dist/web/index.html -not -path '*/node_modules/*' -print -quit)" ]; then
+  step "building the dashboard (web/ → dist/web)"
+  npx tsc -p web/tsconfig.json
+  npx vite build --config web/vite.config.ts
+fi

@@ -12,6 +12,7 @@ export {
   type RunAutomationOptions,
   runAutomation,
 } from "./automation.js";
+export { GitError, type GitRunner, gitRunner } from "./git.js";
 /** Splitting image references (`name:tag@digest`) as Flux's setters do. */
 export { type ImageParts, parseImageRef } from "./imageref.js";
 /** Setters over one file's text, or over a tree (`update.path`), validating all before writing any. */

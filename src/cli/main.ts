@@ -17,7 +17,7 @@ const lazy: [names: string[], load: () => Promise<Registrar>][] = [
   [["apply", "diff"], async () => (await import("./local.js")).registerLocal],
   [["serve"], async () => (await import("./serve.js")).registerServe],
   [
-    ["get", "reconcile", "suspend", "resume", "events", "env"],
+    ["get", "reconcile", "suspend", "resume", "events", "env", "promote", "rollback", "rollout", "build"],
     async () => (await import("./remote.js")).registerRemoteCommands,
   ],
   [["demo"], async () => (await import("./demo.js")).registerDemo],

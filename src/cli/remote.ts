@@ -551,6 +551,91 @@ export function registerRemoteCommands(program: Command, io: RemoteIO = {}): voi
     );
   }
 
+  // sluice promote / rollback / rollout / build
+  connOptions(
+    program
+      .command("promote")
+      .description(
+        "move what runs in one environment to the next, the GitOps way (fast-forward or merge of its branch)",
+      )
+      .argument("<from>", "environment to promote from")
+      .argument("<to>", "environment to promote into")
+      .option("--reason <text>", "why (recorded with the event and in the commit)"),
+  ).action(
+    run(async (from: string, to: string, f: ConnFlags & { reason?: string }) => {
+      const a = await client(f, env).post<{ promoted: { mode: string; commit: string; url?: string } }>(
+        `/api/v1/environments/${encodeURIComponent(from)}/promote`,
+        { to, ...(f.reason ? { reason: f.reason } : {}) },
+      );
+      out(
+        `► ${clean(from)} promoted to ${clean(to)}: ${clean(a.promoted.mode)} to ${clean(a.promoted.commit.slice(0, 10))}${a.promoted.url ? ` (${clean(a.promoted.url)})` : ""}\n`,
+      );
+    }),
+  );
+  connOptions(
+    program
+      .command("rollback")
+      .description(
+        "return an environment to its previous version (instant with a standby slot, else a git revert)",
+      )
+      .argument("<env>")
+      .option("--reason <text>", "why (recorded with the event and in the commit)"),
+  ).action(
+    run(async (e: string, f: ConnFlags & { reason?: string }) => {
+      const a = await client(f, env).post<{ rolledBack: { mode: string; detail: string } }>(
+        `/api/v1/environments/${encodeURIComponent(e)}/rollback`,
+        f.reason ? { reason: f.reason } : {},
+      );
+      out(`► ${clean(e)} rolled back (${clean(a.rolledBack.mode)}): ${clean(a.rolledBack.detail)}\n`);
+    }),
+  );
+  const rollout = program.command("rollout").description("act on a unit's Rollout (blue/green, canary, A/B)");
+  for (const command of ["promote", "abort", "resume"] as const) {
+    connOptions(
+      rollout
+        .command(command)
+        .description(
+          command === "promote"
+            ? "skip the remaining steps: the new version takes all traffic"
+            : command === "abort"
+              ? "stop the new version: all traffic back to the stable one"
+              : "end the current pause of a canary",
+        )
+        .argument("<unit>")
+        .option("--env <env>", "its environment (may be left out when only one has the unit)"),
+    ).action(
+      run(async (unit: string, f: ConnFlags & { env?: string }) => {
+        const c = client(f, env);
+        const e = await resolveEnv(c, unit, f.env);
+        const a = await c.post<{ rollouts: { name: string; phase: string; message: string }[] }>(
+          `/api/v1/environments/${encodeURIComponent(e)}/units/${encodeURIComponent(unit)}/rollout/${command}`,
+        );
+        for (const r of a.rollouts)
+          out(`► Rollout ${clean(r.name)}: ${clean(r.phase)} — ${clean(r.message)}\n`);
+      }),
+    );
+  }
+  connOptions(
+    program
+      .command("build")
+      .description("build and push a Build's image now, at a branch or tag (the agent runs it)")
+      .argument("<name>", "Build name")
+      .option("--ref <ref>", "branch, or tags/<tag> (default main)", "main"),
+  ).action(
+    run(async (name: string, f: ConnFlags & { ref: string }) => {
+      const ref = f.ref.startsWith("tags/")
+        ? { tag: f.ref.slice(5) }
+        : { branch: f.ref.replace(/^heads\//, "") };
+      out(`► building ${clean(name)} at ${clean(f.ref)}\n`);
+      const a = await client(f, env).post<{
+        build: { result: string; images: string[]; lastLines: string[]; commit: string };
+      }>(`/api/v1/builds/${encodeURIComponent(name)}`, ref);
+      for (const l of a.build.lastLines) out(`  ${clean(l)}\n`);
+      if (a.build.result !== "succeeded") throw new SluiceError("BuildFailed", `build of ${name} failed`);
+      out(`✔ ${a.build.images.map(clean).join(", ")}\n`);
+    }),
+  );
+
   // sluice env …
   const envCmd = program
     .command("env")

@@ -10,8 +10,10 @@ import type { Command } from "commander";
 import pino, { type Logger } from "pino";
 import { assertPassed, runSmokeTest } from "../checks/index.js";
 import { SluiceError } from "../core/index.js";
+import { eventFromAgent, Notifier } from "../notify/index.js";
+import type { AgentEvent } from "../reconcile/index.js";
 import { Agent, type PostApplyHook } from "../reconcile/index.js";
-import { createApiServer } from "../server/index.js";
+import { createApiServer, makeScrubber } from "../server/index.js";
 import { loadAgeIdentities } from "../sops/index.js";
 import { GitSource } from "../source/index.js";
 import { openStore, type Store } from "../store/index.js";
@@ -119,11 +121,21 @@ export async function startServe(opts: ServeOptions): Promise<Running> {
       target,
       log,
       concurrency: opts.concurrency ?? 4,
+      workDir: join(opts.stateDir, "automation"),
       ...(ids.identities.length ? { ageIdentities: ids } : {}),
       postApply,
     });
     const [host, port] = parseListen(opts.listen);
     await agent.start();
+    // Notifications (Flux Provider + Alert): every agent event an Alert takes, delivered with
+    // retries in the background; secrets of the configuration masked.
+    const scrub = makeScrubber(agent.configuration);
+    const notifier = Notifier.fromConfig(agent.configuration, { scrub: (t) => scrub(t), log });
+    const onChange = (e: AgentEvent) => {
+      const input = eventFromAgent(e, { config: agent.configuration });
+      if (input) notifier.notify(input);
+    };
+    agent.on("change", onChange);
     const api = await createApiServer({ agent, store, log, host, port });
     log.info({ url: api.url, tokenFile }, "sluice is serving");
     return {
@@ -134,7 +146,9 @@ export async function startServe(opts: ServeOptions): Promise<Running> {
       tokenFile,
       stop: async () => {
         await api.close();
+        agent.off("change", onChange);
         await agent.stop();
+        await notifier.close();
         await local.close();
         for (const c of clusters.values()) await c.close();
         store.close();

@@ -67,7 +67,13 @@ export const kustomizationSpec = z.strictObject({
   force: z.boolean().optional(),
   suspend: z.boolean().optional(),
   targetNamespace: name.optional(),
-  dependsOn: z.array(crossRef).optional(),
+  /**
+   * Units this one waits for. Sluice extension: `kind: Build` waits for the image build of the
+   * environment's commit (a failed build holds the unit back with the build's last log lines).
+   */
+  dependsOn: z
+    .array(z.strictObject({ name, namespace: name.optional(), kind: z.enum(["Kustomization", "Build"]).optional() }))
+    .optional(),
   postBuild: z
     .strictObject({
       substitute: z.record(z.string(), z.string()).optional(),
@@ -384,6 +390,37 @@ export const rolloutSpec = z
     path: ["service", "protocol"],
   });
 
+/**
+ * An image build on push (seed 003): CodeBuild-style triggers (events with ref patterns), podman
+ * on this machine, tags by the seed's rule (`v1.0.2` → `1.0.2`, else the first 10 characters of
+ * the commit; plus `latest`) or by `tags` templates (`{{sha}}`, `{{sha.short}}`, `{{tag}}`,
+ * `{{tag.semver}}`, `{{branch.slug}}`; a tag whose fields are empty is skipped).
+ */
+export const buildSpec = z.strictObject({
+  sourceRef: localRef,
+  /** The build context, a directory of the repository. */
+  context: z.string().min(1).default("."),
+  /** Relative to the context. */
+  containerfile: z.string().min(1).optional(),
+  /** Repository without tag, e.g. `127.0.0.1:5000/app`. */
+  image: z.string().min(1),
+  tags: z.array(z.string().min(1)).min(1).optional(),
+  triggers: z
+    .array(
+      z.strictObject({
+        events: z.array(z.enum(["push", "tag", "pull_request"])).min(1),
+        /** Branch globs (push, pull_request base) or tag globs (tag); default every ref. */
+        refs: z.array(z.string().min(1)).optional(),
+      }),
+    )
+    .min(1),
+  /** A `kubernetes.io/dockerconfigjson` Secret with push credentials. */
+  secretRef: localRef.optional(),
+  /** Plain HTTP for a registry on 127.0.0.1. */
+  insecure: z.boolean().optional(),
+  suspend: z.boolean().optional(),
+});
+
 /** apiVersion + kind → spec schema. Versions listed are the ones we accept. */
 export const KINDS = {
   GitRepository: { versions: ["source.toolkit.fluxcd.io/v1"], spec: gitRepositorySpec },
@@ -405,6 +442,7 @@ export const KINDS = {
   },
   Environments: { versions: ["sluice.dev/v1alpha1"], spec: environmentsSpec },
   SmokeTest: { versions: ["sluice.dev/v1alpha1"], spec: smokeTestSpec },
+  Build: { versions: ["sluice.dev/v1alpha1"], spec: buildSpec },
   Stack: { versions: ["sluice.dev/v1alpha1"], spec: stackSpec },
   Rollout: { versions: ["sluice.dev/v1alpha1"], spec: rolloutSpec },
 } as const;
@@ -421,6 +459,7 @@ export type AlertSpec = z.infer<typeof alertSpec>;
 export type EnvironmentsSpec = z.infer<typeof environmentsSpec>;
 export type EnvironmentRule = z.infer<typeof environmentRule>;
 export type SmokeTestSpec = z.infer<typeof smokeTestSpec>;
+export type BuildSpec = z.infer<typeof buildSpec>;
 export type RolloutSpec = z.infer<typeof rolloutSpec>;
 export type StackSpec = z.infer<typeof stackSpec>;
 export type StackUnitSpec = z.infer<typeof stackUnitSpec>;

@@ -21,10 +21,13 @@ import { EventEmitter } from "node:events";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Logger } from "pino";
+import type { GitAuth } from "../automation/index.js";
+import { BuildLoop, type BuildRecord } from "../builds/index.js";
 import {
   byKind,
   type Config,
   type ConfigObject,
+  DEFAULT_NAMESPACE,
   type EnvironmentsSpec,
   type KustomizationSpec,
   loadConfig,
@@ -46,12 +49,15 @@ import {
   resolveEnvironments,
 } from "../envs/index.js";
 import { type ChangeSet, countActions } from "../plan/index.js";
+import { type GitTarget, type PromoteResult, promoteBranch, revertLast } from "../promote/index.js";
 import { envsubst } from "../render/envsubst.js";
 import { render } from "../render/index.js";
+import { RolloutEngine, type RolloutStatus } from "../rollouts/index.js";
 import type { AgeIdentities } from "../sops/index.js";
 import type { Artifact, GitRepositorySpec, GitSource } from "../source/index.js";
 import type { EnvironmentRecord, RunStage, Store, UnitStatus } from "../store/index.js";
 import type { Orphan, Target } from "../targets/index.js";
+import { Podman } from "../targets/local/index.js";
 import { analyzeGraph } from "./graph.js";
 import { ImageLoop, type ImageStatus } from "./images.js";
 import { AgentMetrics } from "./metrics.js";
@@ -80,6 +86,8 @@ export interface AgentOptions {
   lifecycleIntervalMs?: number;
   /** Where image update automations keep their working copies (default: a temporary directory). */
   workDir?: string;
+  /** podman for `Build`s (default: podman on PATH with Sluice's settings). */
+  podman?: () => Promise<Podman>;
 }
 
 /** A pull/merge request event from a forge webhook, already verified. */
@@ -142,6 +150,9 @@ export class Agent extends EventEmitter {
   private lifecycleTimer: NodeJS.Timeout | undefined;
   private startedAt = new Date(0);
   private images: ImageLoop | undefined;
+  private builds: BuildLoop | undefined;
+  /** Blue/green, canary and A/B delivery; its state lives in the store's KV (`rollouts`). */
+  readonly rollouts: RolloutEngine;
 
   /** True between start() and stop(): what /readyz reports. */
   get started(): boolean {
@@ -152,6 +163,15 @@ export class Agent extends EventEmitter {
     super();
     this.log = opts.log;
     this.now = opts.now ?? (() => new Date());
+    const kv = opts.store;
+    this.rollouts = new RolloutEngine({
+      store: {
+        get: (k) => kv.getKV("rollouts", k),
+        set: (k, v) => kv.setKV("rollouts", k, v),
+        delete: (k) => kv.deleteKV("rollouts", k),
+      },
+      log: (m) => this.log.info(m),
+    });
     this.queue = new WorkQueue({
       concurrency: opts.concurrency ?? 4,
       worker: (key, triggers) => this.work(key, triggers),
@@ -183,6 +203,7 @@ export class Agent extends EventEmitter {
     for (const s of this.sources.values()) void this.refreshSource(s.key, "startup");
     this.startedAt = this.now();
     this.startImages();
+    this.startBuilds();
     this.lifecycleTimer = setInterval(
       () =>
         void this.lifecycleTick().catch((e) =>
@@ -201,6 +222,7 @@ export class Agent extends EventEmitter {
     for (const t of this.unitTimers.values()) clearTimeout(t);
     if (this.lifecycleTimer) clearInterval(this.lifecycleTimer);
     await this.images?.stop();
+    await this.builds?.idle();
     await this.queue.stop();
     // Source listings in flight still write status and events: let them finish before the
     // caller closes the store.
@@ -484,6 +506,191 @@ export class Agent extends EventEmitter {
     this.images.start();
   }
 
+  private startBuilds(): void {
+    if (!byKind(this.config, "Build").length) return;
+    this.builds = new BuildLoop({
+      store: this.opts.store,
+      podman:
+        this.opts.podman ??
+        (async () => {
+          const p = new Podman();
+          await p.check();
+          return p;
+        }),
+      config: () => this.config,
+      source: (k) => this.sources.get(k)?.spec,
+      fetch: (k, spec) => this.opts.source.fetch(k, spec),
+      secret: (ns, name) =>
+        this.config.supporting.find(
+          (o) => o.kind === "Secret" && o.metadata.namespace === ns && o.metadata.name === name,
+        )?.data,
+      event: (severity, reason, message) => this.event(null, null, severity, reason, message),
+      changed: (rec, chunk) => {
+        this.emitEvent({
+          type: "build",
+          build: rec.build,
+          commit: rec.commit,
+          result: rec.result,
+          ...(chunk ? { log: chunk } : {}),
+        });
+        if (chunk || rec.result === "running") return;
+        // Units waiting on this build can go (or learn that it failed).
+        for (const st of this.envs.values()) {
+          if (st.commit !== rec.commit) continue;
+          for (const k of this.kustomizationsFor(st.source))
+            if ((k.spec.dependsOn ?? []).some((d) => d.kind === "Build" && rec.build.endsWith(`/${d.name}`)))
+              this.queue.enqueue(unitKey({ env: st.env.name, unit: k.metadata.name }), "build");
+        }
+      },
+    });
+  }
+
+  // --- delivery: promotion, rollback, rollout commands -----------------------------------------
+
+  private gitTargetOf(env: string): { st: EnvState; target: GitTarget } {
+    const st = this.envs.get(env);
+    if (!st?.env.branch)
+      throw new SluiceError("NotFound", `environment ${env} is not active or follows no branch`);
+    const spec = this.sources.get(st.source)!.spec;
+    const auth: GitAuth = {};
+    if (spec.secret?.username) auth.username = spec.secret.username;
+    if (spec.secret?.password) auth.password = spec.secret.password;
+    if (spec.secret?.bearerToken) auth.bearerToken = spec.secret.bearerToken;
+    return { st, target: { repoUrl: spec.url, ...(Object.keys(auth).length ? { auth } : {}) } };
+  }
+
+  /**
+   * Promotes environment `from` to `to` the GitOps way: `to`'s branch moves to `from`'s commit
+   * (fast-forward, else a merge commit), then `to` reconciles. Recorded with who and why.
+   */
+  async promote(from: string, to: string, who: string, reason?: string): Promise<PromoteResult> {
+    const a = this.gitTargetOf(from);
+    const b = this.gitTargetOf(to);
+    if (a.st.source !== b.st.source)
+      throw new SluiceError("Conflict", `environments ${from} and ${to} follow different repositories`);
+    if (b.st.env.protected === false && a.st.env.protected === true)
+      this.log.warn({ from, to }, "promoting a protected environment into an unprotected one");
+    const r = await promoteBranch(b.target, {
+      from: a.st.env.branch!,
+      to: b.st.env.branch!,
+      who,
+      ...(reason ? { reason } : {}),
+    });
+    this.event(
+      to,
+      null,
+      "info",
+      "Promoted",
+      `${who} promoted ${from} (${a.st.env.branch}) to ${to} (${b.st.env.branch}): ${r.mode} to ${r.commit.slice(0, 10)}${reason ? `; why: ${reason}` : ""}`,
+    );
+    await this.refreshSource(b.st.source, "promote");
+    return r;
+  }
+
+  /**
+   * Rolls an environment back: instantly where a Rollout still has the previous version (a
+   * standby slot or a stable version under a canary), else by reverting the last commit of its
+   * branch in Git.
+   */
+  async rollback(
+    env: string,
+    who: string,
+    reason?: string,
+  ): Promise<{ mode: "instant" | "revert"; detail: string }> {
+    const st = this.envs.get(env);
+    if (!st) throw new SluiceError("NotFound", `environment ${env} is not active`);
+    const target = this.opts.target(st.env.target);
+    const instant: string[] = [];
+    for (const unit of this.unitsOf(env)) {
+      const u = { env, unit };
+      if (!this.rollouts.status(u).some((r) => r.instantRollback)) continue;
+      const res = await this.rollouts.rollback(target, u, undefined, undefined, `rolled back by ${who}`);
+      if (res) {
+        instant.push(...res.rollouts.map((r) => `${unit}/${r.name}`));
+        for (const ev of res.events)
+          this.event(env, unit, ev.severity, `Rollout${ev.type}`, `Rollout ${ev.rollout}: ${ev.message}`);
+      }
+    }
+    if (instant.length) {
+      const detail = `traffic switched back to the previous version of ${instant.join(", ")}`;
+      this.event(
+        env,
+        null,
+        "warning",
+        "RolledBack",
+        `${who} rolled back ${env}: ${detail}${reason ? `; why: ${reason}` : ""}`,
+      );
+      return { mode: "instant", detail };
+    }
+    const g = this.gitTargetOf(env);
+    const r = await revertLast(g.target, { branch: st.env.branch!, who, ...(reason ? { reason } : {}) });
+    const detail = `reverted ${r.reverted.slice(0, 10)} on ${st.env.branch} with ${r.commit.slice(0, 10)}`;
+    this.event(
+      env,
+      null,
+      "warning",
+      "RolledBack",
+      `${who} rolled back ${env}: ${detail}${reason ? `; why: ${reason}` : ""}`,
+    );
+    await this.refreshSource(st.source, "rollback");
+    return { mode: "revert", detail };
+  }
+
+  /** `sluice rollout promote|abort|resume`: acts on a unit's Rollout now, then reconciles it. */
+  async rolloutCommand(
+    env: string,
+    unit: string,
+    command: "promote" | "abort" | "resume",
+    who: string,
+    name?: string,
+  ): Promise<RolloutStatus[]> {
+    const st = this.envs.get(env);
+    if (!st || !this.unitsOf(env).includes(unit))
+      throw new SluiceError("NotFound", `unit ${unit} of environment ${env} does not exist`);
+    const target = this.opts.target(st.env.target);
+    const u = { env, unit };
+    const res =
+      command === "promote"
+        ? await this.rollouts.promote(target, u, name)
+        : command === "resume"
+          ? await this.rollouts.resume(target, u, name)
+          : await this.rollouts.abort(target, u, name, undefined, `aborted by ${who}`);
+    for (const ev of res.events)
+      this.event(env, unit, ev.severity, `Rollout${ev.type}`, `Rollout ${ev.rollout}: ${ev.message}`);
+    this.event(
+      env,
+      unit,
+      "info",
+      `Rollout${command[0]!.toUpperCase()}${command.slice(1)}`,
+      `${who}: rollout ${command}`,
+    );
+    this.queue.enqueue(unitKey(u), `rollout-${command}`);
+    return res.rollouts;
+  }
+
+  /** The Rollouts of an environment's units. */
+  rolloutStatus(env: string): { unit: string; rollouts: RolloutStatus[] }[] {
+    return this.unitsOf(env)
+      .map((unit) => ({ unit, rollouts: this.rollouts.status({ env, unit }) }))
+      .filter((x) => x.rollouts.length > 0);
+  }
+
+  /** Builds, newest first (`sluice get builds`). */
+  listBuilds(): BuildRecord[] {
+    return this.builds?.list() ?? [];
+  }
+
+  /** The stored log of a build. */
+  buildLog(build: string, commit: string): string | undefined {
+    return this.builds?.log(build.includes("/") ? build : `${DEFAULT_NAMESPACE}/${build}`, commit);
+  }
+
+  /** Builds a `Build` at a branch or tag now. */
+  buildNow(name: string, ref: { branch: string } | { tag: string }): Promise<BuildRecord> {
+    if (!this.builds) throw new SluiceError("NotFound", `Build ${name} is not configured`);
+    return this.builds.buildNow(name, ref);
+  }
+
   /** Repositories, policies and automations with their last results (`sluice get images`). */
   imageStatus(): ImageStatus {
     return this.images?.status() ?? { repositories: [], policies: [], automations: [] };
@@ -659,6 +866,10 @@ export class Agent extends EventEmitter {
       s.lastFetchAt = new Date().toISOString();
       s.message = `${s.branches.size} branch(es) listed`;
       if (!wasOk) this.emitEvent({ type: "source", source: key, ok: true, message: s.message });
+      if (this.builds?.buildsOf(key).length) {
+        const tags = this.builds.wantsTags(key) ? await this.opts.source.listTags(key, s.spec) : undefined;
+        this.builds.onListing(key, s.branches, tags);
+      }
       this.syncEnvironments(s, trigger);
       this.schedule(s, s.intervalMs);
     } catch (e) {
@@ -863,7 +1074,7 @@ export class Agent extends EventEmitter {
     const graph = analyzeGraph(
       this.kustomizationsFor(st.source).map((k) => ({
         id: k.metadata.name,
-        dependsOn: (k.spec.dependsOn ?? []).map((d) => d.name),
+        dependsOn: unitDeps(k),
       })),
     );
     const cycle = graph.cycles.find((c) => c.includes(unit));
@@ -875,6 +1086,19 @@ export class Agent extends EventEmitter {
       return;
     }
     for (const dep of spec.dependsOn ?? []) {
+      if (dep.kind === "Build") {
+        const gate = this.builds?.gate(dep.name, env.branch, st.commit) ?? {
+          ok: false as const,
+          why: `Build ${dep.name} is not configured`,
+          failed: true,
+        };
+        if (!gate.ok) {
+          this.writeStatus(base, "False", "DependencyNotReady", gate.why);
+          if (!gate.failed) this.scheduleUnit(key, Math.min(retryMs, 5_000));
+          return;
+        }
+        continue;
+      }
       const ds = this.opts.store.getUnitStatus(env.name, dep.name);
       const exists = this.unitsOf(env.name).includes(dep.name);
       if (
@@ -916,6 +1140,7 @@ export class Agent extends EventEmitter {
     };
     let changeSet: ChangeSet | undefined;
     let revision: string | null = null;
+    let requeueMs = Number.POSITIVE_INFINITY;
     try {
       const artifact: Artifact = await stage("artifact", "ArtifactFailed", () =>
         env.branch
@@ -930,14 +1155,31 @@ export class Agent extends EventEmitter {
       );
       const objects = rendered.workloads;
       const target = this.opts.target(env.target);
-      const result = await stage("apply", "ReconciliationFailed", () =>
-        target.apply({ env: env.name, unit }, objects, {
-          prune: spec.prune,
-          wait: spec.wait ?? true,
-          timeoutMs,
-          force: spec.force ?? false,
+      // Every apply goes through the rollout engine: a unit without a Rollout (and no recorded
+      // rollout state) is applied as is; one with a Rollout gets its slots, traffic and checks.
+      const rolled = await stage("apply", "ReconciliationFailed", () =>
+        this.rollouts.reconcile({
+          unit: { env: env.name, unit },
+          target,
+          objects,
+          rollouts: rendered.rollouts,
+          smokeTests: rendered.smokeTests,
+          apply: { prune: spec.prune, wait: spec.wait ?? true, timeoutMs, force: spec.force ?? false },
         }),
       );
+      const result = rolled.apply;
+      for (const ev of rolled.events)
+        this.event(env.name, unit, ev.severity, `Rollout${ev.type}`, `Rollout ${ev.rollout}: ${ev.message}`);
+      if (rolled.requeueAfterMs !== undefined) requeueMs = rolled.requeueAfterMs;
+      const aborted = rolled.rollouts.find((r) => r.phase === "Aborted");
+      if (aborted) {
+        this.opts.store.setInventory(env.name, unit, result.inventory.entries, revision);
+        stages.push({ name: "rollout", result: "failed", ms: 0, message: aborted.message });
+        throw new StageError(
+          "SmokeTestFailed",
+          new Error(`Rollout ${aborted.name} aborted: ${aborted.message}`),
+        );
+      }
       changeSet = result.changeSet;
       this.opts.store.setInventory(env.name, unit, result.inventory.entries, revision);
       if (result.health && result.health.status !== "Healthy") {
@@ -947,9 +1189,13 @@ export class Agent extends EventEmitter {
         stages.push({ name: "health", result: "failed", ms: 0, message: bad.join("; ") });
         throw new StageError("HealthCheckFailed", new Error(`health check failed: ${bad.join("; ")}`));
       }
-      if (this.opts.postApply)
+      // A Rollout runs its own smoke test against the new version before it gets traffic; the
+      // others run here, against what now serves.
+      const byRollout = new Set(rendered.rollouts.map((r) => r.spec.smokeTest).filter(Boolean));
+      const smokeTests = rendered.smokeTests.filter((t) => !byRollout.has(t.name));
+      if (this.opts.postApply && smokeTests.length)
         await stage("checks", "SmokeTestFailed", () =>
-          this.opts.postApply!({ env, unit, objects, smokeTests: rendered.smokeTests }),
+          this.opts.postApply!({ env, unit, objects, smokeTests }),
         );
       const counts = countActions(changeSet);
       const drift =
@@ -978,10 +1224,10 @@ export class Agent extends EventEmitter {
         `${revision}: ${describe(changeSet)} (${Date.now() - started} ms)`,
       );
       this.emitEvent({ type: "run", env: env.name, unit, runId, result: "succeeded", changeSet });
-      this.scheduleUnit(key, intervalMs);
+      this.scheduleUnit(key, Math.min(intervalMs, requeueMs));
       // Dependents waiting on this unit can go now.
       for (const k of this.kustomizationsFor(st.source)) {
-        if ((k.spec.dependsOn ?? []).some((d) => d.name === unit))
+        if (unitDeps(k).includes(unit))
           this.queue.enqueue(unitKey({ env: env.name, unit: k.metadata.name }), "dependency");
       }
     } catch (e) {
@@ -1001,7 +1247,7 @@ export class Agent extends EventEmitter {
       );
       this.event(env.name, unit, "error", reason, msg);
       this.emitEvent({ type: "run", env: env.name, unit, runId, result: "failed" });
-      this.scheduleUnit(key, retryMs);
+      this.scheduleUnit(key, Math.min(retryMs, requeueMs));
       throw e;
     }
   }
@@ -1076,7 +1322,7 @@ export class Agent extends EventEmitter {
     const order = analyzeGraph(
       byKind(this.config, "Kustomization").map((k) => ({
         id: k.metadata.name,
-        dependsOn: (k.spec.dependsOn ?? []).map((d) => d.name),
+        dependsOn: unitDeps(k),
       })),
     ).order;
     // Also every configured unit, idempotently: the target may hold something the store lost track
@@ -1088,6 +1334,7 @@ export class Agent extends EventEmitter {
       try {
         const cs = await target.destroy({ env: name, unit });
         if (owned.includes(unit)) this.opts.store.deleteInventory(name, unit);
+        this.rollouts.forget({ env: name, unit });
         if (cs.entries.length > 0 || owned.includes(unit))
           this.event(name, unit, "info", "Pruned", `environment destroyed: ${describe(cs)}`);
       } catch (e) {
@@ -1121,7 +1368,7 @@ export class Agent extends EventEmitter {
     const order = analyzeGraph(
       this.kustomizationsFor(src).map((k) => ({
         id: k.metadata.name,
-        dependsOn: (k.spec.dependsOn ?? []).map((d) => d.name),
+        dependsOn: unitDeps(k),
       })),
     ).order;
     return order[0] === kust.metadata.name;
@@ -1207,6 +1454,11 @@ function isolate(objects: KubeObject[], namespace: string, ownsNamespace: boolea
   if (ownsNamespace)
     out.unshift({ apiVersion: "v1", kind: "Namespace", metadata: { name: namespace } } as KubeObject);
   return out;
+}
+
+/** The units (Kustomizations) a unit depends on; `kind: Build` dependencies are gates, not units. */
+function unitDeps(k: ConfigObject<"Kustomization">): string[] {
+  return (k.spec.dependsOn ?? []).filter((d) => d.kind !== "Build").map((d) => d.name);
 }
 
 function destroyKey(env: string): string {

@@ -1,10 +1,11 @@
 /**
  * Sluice's own objects travel with the application in Git and are rendered with it (so their
  * `${VAR}`s take each environment's values), but they are never sent to a target: the agent
- * takes them out of the rendered set and acts on them itself. Today that is `SmokeTest`.
+ * takes them out of the rendered set and acts on them itself: `SmokeTest` and `Rollout`.
  */
 import { type SmokeTestSpec, smokeTestSpec } from "../config/index.js";
 import { type KubeObject, SluiceError, subject } from "../core/index.js";
+import { isRollout, parseRollout, type RolloutObject } from "../rollouts/index.js";
 
 export interface SmokeTestObject {
   name: string;
@@ -15,12 +16,18 @@ export interface SmokeTestObject {
 export function splitSluiceObjects(objects: readonly KubeObject[]): {
   workloads: KubeObject[];
   smokeTests: SmokeTestObject[];
+  rollouts: RolloutObject[];
 } {
   const workloads: KubeObject[] = [];
   const smokeTests: SmokeTestObject[] = [];
+  const rollouts: RolloutObject[] = [];
   for (const o of objects) {
     if (!o.apiVersion.startsWith("sluice.dev/")) {
       workloads.push(o);
+      continue;
+    }
+    if (isRollout(o)) {
+      rollouts.push(parseRollout(o));
       continue;
     }
     if (o.apiVersion !== "sluice.dev/v1alpha1" || o.kind !== "SmokeTest") {
@@ -28,7 +35,7 @@ export function splitSluiceObjects(objects: readonly KubeObject[]): {
         "BuildFailed",
         `${subject(o)}: ${o.apiVersion} ${o.kind} is not supported in rendered manifests`,
         {
-          hint: "only SmokeTest (sluice.dev/v1alpha1) may be rendered with an application",
+          hint: "only SmokeTest and Rollout (sluice.dev/v1alpha1) may be rendered with an application",
         },
       );
     }
@@ -43,5 +50,5 @@ export function splitSluiceObjects(objects: readonly KubeObject[]): {
     }
     smokeTests.push({ name: o.metadata.name, namespace: o.metadata.namespace, spec: parsed.data });
   }
-  return { workloads, smokeTests };
+  return { workloads, smokeTests, rollouts };
 }

@@ -45,7 +45,9 @@ export type AgentEvent =
     }
   | { type: "environment"; env: string; state: string; branch: string | null }
   | { type: "source"; source: string; ok: boolean; message: string }
-  | { type: "run"; env: string; unit: string; runId: number; result: string; changeSet?: ChangeSet };
+  | { type: "run"; env: string; unit: string; runId: number; result: string; changeSet?: ChangeSet }
+  /** A build started, logged (`log` holds the new output) or finished. */
+  | { type: "build"; build: string; commit: string; result: string; log?: string };
 
 /** A hook run after a unit applied and became healthy (smoke tests); throwing fails the run. */
 export type PostApplyHook = (ctx: {

@@ -182,6 +182,96 @@ export async function handleApi(
       return json({ scanned, ...(a.imageStatus?.() ?? {}) });
     }
   }
+  // Delivery: promote, rollback, rollout commands, rollouts and builds.
+  const delivery = ctx.agent as ApiAgent &
+    Partial<
+      Pick<
+        Agent,
+        "promote" | "rollback" | "rolloutCommand" | "rolloutStatus" | "listBuilds" | "buildLog" | "buildNow"
+      >
+    >;
+  const need = <T>(f: T | undefined, what: string): T => {
+    if (!f) throw new HttpError(501, "NotImplemented", `this agent does not support ${what}`);
+    return f;
+  };
+  const reasonOf = (body: Record<string, unknown>) => {
+    if (body.reason !== undefined && typeof body.reason !== "string")
+      throw new HttpError(400, "BadRequest", "reason must be a string");
+    return (body.reason as string | undefined)?.slice(0, 500);
+  };
+  if (
+    parts[0] === "environments" &&
+    parts.length === 3 &&
+    (parts[2] === "promote" || parts[2] === "rollback")
+  ) {
+    if (method !== "POST") throw methodNotAllowed(["POST"]);
+    requireOperator(caller, parts[2]);
+    const env = segment(parts[1]!);
+    const body = parseJsonObject(await readBody(req, res));
+    const reason = reasonOf(body);
+    if (parts[2] === "promote") {
+      if (typeof body.to !== "string" || !body.to)
+        throw new HttpError(400, "BadRequest", "to (the environment to promote into) is required");
+      const r = await need(delivery.promote, "promotion").call(ctx.agent, env, body.to, caller.name, reason);
+      return json({ promoted: { from: env, to: body.to, ...r } });
+    }
+    const r = await need(delivery.rollback, "rollback").call(ctx.agent, env, caller.name, reason);
+    return json({ rolledBack: { env, ...r } });
+  }
+  if (parts[0] === "environments" && parts.length === 3 && parts[2] === "rollouts") {
+    get();
+    return json({ rollouts: need(delivery.rolloutStatus, "rollouts").call(ctx.agent, segment(parts[1]!)) });
+  }
+  if (parts[0] === "environments" && parts.length === 6 && parts[2] === "units" && parts[4] === "rollout") {
+    const command = parts[5];
+    if (command !== "promote" && command !== "abort" && command !== "resume")
+      throw new HttpError(404, "NotFound", "rollout commands are promote, abort and resume");
+    if (method !== "POST") throw methodNotAllowed(["POST"]);
+    requireOperator(caller, `rollout ${command}`);
+    const body = parseJsonObject(await readBody(req, res));
+    if (body.name !== undefined && typeof body.name !== "string")
+      throw new HttpError(400, "BadRequest", "name must be a string");
+    const rollouts = await need(delivery.rolloutCommand, "rollouts").call(
+      ctx.agent,
+      segment(parts[1]!),
+      segment(parts[3]!),
+      command,
+      caller.name,
+      body.name as string | undefined,
+    );
+    return json({ rollouts });
+  }
+  if (parts[0] === "builds") {
+    if (parts.length === 1) {
+      get();
+      return json({ builds: need(delivery.listBuilds, "builds").call(ctx.agent) });
+    }
+    const name = segment(parts[1]!);
+    if (parts.length === 3 && parts[2] === "log") {
+      get();
+      const commit = query.get("commit") ?? "";
+      if (!/^[0-9a-f]{40}$/.test(commit))
+        throw new HttpError(400, "BadRequest", "commit (40 hex digits) is required");
+      const log = need(delivery.buildLog, "builds").call(ctx.agent, name, commit);
+      if (log === undefined)
+        throw new SluiceError("NotFound", `no log of Build ${name} at ${commit.slice(0, 10)}`);
+      return json({ build: name, commit, log });
+    }
+    if (parts.length === 2) {
+      if (method !== "POST") throw methodNotAllowed(["POST"]);
+      requireOperator(caller, "starting a build");
+      const body = parseJsonObject(await readBody(req, res));
+      const ref =
+        typeof body.tag === "string" && body.tag
+          ? { tag: body.tag }
+          : typeof body.branch === "string" && body.branch
+            ? { branch: body.branch }
+            : undefined;
+      if (!ref) throw new HttpError(400, "BadRequest", "branch or tag is required");
+      const r = await need(delivery.buildNow, "builds").call(ctx.agent, name, ref);
+      return json({ build: r });
+    }
+  }
   if (parts.length === 1 && parts[0] === "gc") {
     if (method !== "POST") throw methodNotAllowed(["POST"]);
     requireOperator(caller, "garbage collection");

@@ -163,7 +163,14 @@ export interface DetailUnit {
   lastRun: RunRecord | null;
   lastChange: DetailChange | null;
   /** The last run's smoke-test stage (`checks`), if it got that far. */
-  smoke: { runId: number; at: string; result: RunStage["result"]; ms: number; message: string | null } | null;
+  smoke: {
+    runId: number;
+    revision: string | null;
+    at: string;
+    result: RunStage["result"];
+    ms: number;
+    message: string | null;
+  } | null;
   urls: { name: string; url: string }[];
 }
 
@@ -552,6 +559,7 @@ export class Dashboard {
             smokeRun && smokeStage
               ? {
                   runId: smokeRun.id,
+                  revision: smokeRun.revision,
                   at: smokeRun.endedAt ?? smokeRun.startedAt,
                   result: smokeStage.result,
                   ms: smokeStage.ms,

@@ -47,6 +47,7 @@ export type {
   StreamTicketAnswer,
   WhoAmIAnswer,
 } from "./_dashboard.js";
+export { makeScrubber, type Scrubber } from "./_scrub.js";
 export type { ApiAgent } from "./_types.js";
 
 export interface ApiServerOptions {

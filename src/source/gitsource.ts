@@ -190,6 +190,26 @@ export class GitSource {
     return branches;
   }
 
+  /** The repository's tags and the commits they point at (annotated tags peeled; `git ls-remote --tags`). */
+  async listTags(name: string, spec: GitRepositorySpec): Promise<Map<string, string>> {
+    const url = await this.check(spec);
+    const out = await this.withAuth(url, spec, (auth) =>
+      this.git(["ls-remote", "--tags", "--", url.gitUrl], spec, auth, { maxStdout: 32 * 1024 * 1024 }),
+    ).catch((e) => {
+      throw this.wrap(e, "ls-remote", name, spec);
+    });
+    const tags = new Map<string, string>();
+    const peeled = new Map<string, string>();
+    for (const [ref, sha] of parseLsRemote(out.toString("utf8")).refs) {
+      if (!ref.startsWith("refs/tags/")) continue;
+      const t = ref.slice("refs/tags/".length);
+      if (t.endsWith("^{}")) peeled.set(t.slice(0, -3), sha);
+      else tags.set(t, sha);
+    }
+    for (const [t, sha] of peeled) tags.set(t, sha);
+    return tags;
+  }
+
   /** Snapshot of one branch's head (for branch environments); other ref fields of the spec are ignored. */
   checkout(name: string, spec: GitRepositorySpec, branch: string): Promise<Artifact> {
     return this.fetch(name, { ...spec, ref: { branch } });

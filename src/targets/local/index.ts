@@ -9,5 +9,8 @@ export {
   createLocalTarget,
   type LocalTarget,
   type LocalTargetOptions,
+  type RequestMatch,
   type ServiceAddress,
+  type TrafficPolicy,
+  type TrafficRule,
 } from "./target.js";

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
+import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -620,5 +621,100 @@ describe("local target: crash safety", () => {
     assert.equal((await get(addr.port)).body.trim(), "v2 hello");
     const again = await t2.apply(unit, app("web", "v2"), opts);
     assert.equal(action(again, "Deployment/web"), "unchanged");
+  });
+});
+
+describe("local target: traffic policies", () => {
+  test("set, validated, kept across a re-apply and a restart, cleared", async () => {
+    const env = envName("traffic");
+    const unit: UnitId = { env, unit: "web" };
+    const dir = stateDir();
+    const t1 = await target(dir);
+    await t1.apply(unit, [service("web")], { prune: true, wait: false, timeoutMs: 10_000 });
+    const policy = {
+      protocol: "http" as const,
+      rules: [
+        {
+          matches: [{ headers: [{ name: "x-ab", value: "b" }] }],
+          backends: [{ selector: { app: "web", v: "2" }, weight: 1 }],
+        },
+        {
+          backends: [
+            { selector: { app: "web", v: "1" }, weight: 90 },
+            { selector: { app: "web", v: "2" }, weight: 10 },
+          ],
+        },
+      ],
+    };
+    assert.throws(
+      () => t1.setTraffic(unit, "default", "nope", policy),
+      (e: Error & { code?: string }) => e.code === "NotFound" && /Service default\/nope/.test(e.message),
+    );
+    assert.throws(
+      () => t1.setTraffic(unit, "default", "web", { protocol: "tcp", rules: policy.rules }),
+      /request matches need protocol http/,
+    );
+    assert.throws(
+      () =>
+        t1.setTraffic(unit, "default", "web", {
+          protocol: "http",
+          rules: [{ backends: [{ selector: {}, weight: 1 }] }],
+        }),
+      /a backend without a selector/,
+    );
+    t1.setTraffic(unit, "default", "web", policy);
+    assert.deepEqual(t1.traffic(unit, "default", "web"), policy);
+    // Two ports, httpPort 80: port 80 parses HTTP (garbage gets a 400 at once), port 81 stays tcp.
+    const twoPorts: KubeObject = {
+      ...service("web2"),
+      spec: {
+        selector: { app: "web2" },
+        ports: [
+          { name: "http", port: 80, targetPort: 8080 },
+          { name: "raw", port: 81, targetPort: 9090 },
+        ],
+      },
+    };
+    await t1.apply(unit, [service("web"), twoPorts], { prune: true, wait: false, timeoutMs: 10_000 });
+    t1.setTraffic(unit, "default", "web2", {
+      protocol: "http",
+      httpPort: 80,
+      rules: [{ backends: [{ selector: { app: "web2" }, weight: 1 }] }],
+    });
+    const addrs = t1.serviceAddresses(unit).filter((a) => a.name === "web2");
+    const answer = (port: number) =>
+      new Promise<string>((resolve) => {
+        const c = net.connect(port, "127.0.0.1", () => c.write("hello\r\n\r\n"));
+        let got = "";
+        c.on("data", (d) => {
+          got += d;
+        });
+        c.on("error", () => {});
+        setTimeout(() => {
+          c.destroy();
+          resolve(got);
+        }, 800);
+      });
+    assert.match(await answer(addrs.find((a) => a.port === 80)!.address.port), /^HTTP\/1\.1 400/);
+    assert.equal(
+      await answer(addrs.find((a) => a.port === 81)!.address.port),
+      "",
+      "tcp: waits for a backend",
+    );
+    await t1.apply(unit, [service("web")], { prune: true, wait: false, timeoutMs: 10_000 });
+    // A re-apply of the Service (the manifest knows nothing of the policy) keeps it.
+    await t1.apply(unit, [service("web")], { prune: true, wait: false, timeoutMs: 10_000 });
+    assert.deepEqual(t1.traffic(unit, "default", "web"), policy);
+    const port = t1.serviceAddress(unit, "default", "web")!.port;
+    await t1.close();
+    const t2 = await target(dir);
+    assert.equal(t2.serviceAddress(unit, "default", "web")?.port, port);
+    assert.deepEqual(t2.traffic(unit, "default", "web"), policy, "restored from the state file");
+    t2.setTraffic(unit, "default", "web", undefined);
+    assert.equal(t2.traffic(unit, "default", "web"), undefined);
+    await t2.close();
+    const t3 = await target(dir);
+    assert.equal(t3.traffic(unit, "default", "web"), undefined, "the clearing was saved too");
+    await t3.destroy(unit);
   });
 });

@@ -24,6 +24,8 @@ export interface PodmanResult {
 export interface PodmanOptions {
   /** Kill podman after this long (default 2 minutes). */
   timeoutMs?: number;
+  /** Output as it comes (stdout and stderr), e.g. to stream a build's log. */
+  onOutput?: (chunk: string) => void;
 }
 
 /** podman prints this on hosts without syslog; it is noise, not an error. */
@@ -40,7 +42,7 @@ export class Podman {
   /** Runs podman; rejects with a SluiceError naming the command (arguments are never secret). */
   run(args: string[], opts: PodmanOptions = {}): Promise<PodmanResult> {
     return new Promise((resolve, reject) => {
-      execFile(
+      const child = execFile(
         this.path,
         args,
         {
@@ -76,6 +78,10 @@ export class Podman {
           resolve({ stdout: String(stdout ?? ""), stderr: errText });
         },
       );
+      if (opts.onOutput) {
+        child.stdout?.on("data", (d) => opts.onOutput!(String(d)));
+        child.stderr?.on("data", (d) => opts.onOutput!(String(d)));
+      }
     });
   }
 

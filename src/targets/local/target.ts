@@ -11,7 +11,7 @@
  */
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import {
   errorMessage,
   type KubeObject,
@@ -30,14 +30,16 @@ import {
   isWorse,
   LABEL_ENV,
   LABEL_OWNER,
+  LABEL_UNIT,
   type ObjectHealth,
+  type Orphan,
   ownerOf,
   type Target,
   type UnitId,
 } from "../types.js";
 import { type ObservedPod, Podman } from "./podman.js";
 import { containerNamed, declaredPorts, hostPortOf, type ProbeState, probePod } from "./probe.js";
-import { type Backend, ServiceProxy } from "./proxy.js";
+import { type Backend, type RequestMatch, type Route, ServiceProxy } from "./proxy.js";
 import { emptyState, type ServiceRecord, StateStore, type UnitState, type WorkloadRecord } from "./state.js";
 import {
   type ConfigData,
@@ -79,8 +81,36 @@ export interface ServiceAddress {
   port: number;
 }
 
+/**
+ * How a Service's proxy spreads traffic, instead of its selector (rollouts set this). Backends are
+ * pods of the Service's environment and namespace selected by label — any pods, not only those the
+ * Service's own selector picks. A backend's weight is shared equally by its ready pods.
+ */
+export interface TrafficPolicy {
+  /** `http`: each request is routed on its own (header/cookie matches work); `tcp`: per connection. */
+  protocol: "tcp" | "http";
+  /** With `http`: the Service port spoken HTTP on (others get the same weights, per connection); absent: all. */
+  httpPort?: number;
+  /** In order, first match wins; a rule without `matches` takes every request (tcp: the only one used). */
+  rules: TrafficRule[];
+}
+
+export interface TrafficRule {
+  matches?: RequestMatch[];
+  backends: { selector: Record<string, string>; weight: number }[];
+}
+
+export type { RequestMatch };
+
 export interface LocalTarget extends Target {
   readonly kind: "local";
+  /**
+   * Replaces how the Service's proxies route (undefined: back to its selector, equal weights).
+   * Takes effect for the next connection or request at once, and is kept in the unit's state, so a
+   * restarted target routes the same way before anything is applied. The Service must be applied.
+   */
+  setTraffic(unit: UnitId, namespace: string, service: string, policy: TrafficPolicy | undefined): void;
+  traffic(unit: UnitId, namespace: string, service: string): TrafficPolicy | undefined;
   /** The stable 127.0.0.1 address of a Service's first port, while this process serves it. */
   serviceAddress(unit: UnitId, namespace: string, service: string): ServiceAddress | undefined;
   /** Every proxied Service port of a unit. */
@@ -90,6 +120,9 @@ export interface LocalTarget extends Target {
   /** Stops the service proxies and background checks; the pods keep running. */
   close(): Promise<void>;
 }
+
+/** Marks podman objects with the Sluice instance (state directory) that made them. */
+const LABEL_INSTANCE = "sluice.dev/instance";
 
 /** Longest wait for proxied connections to an old pod to finish before it is stopped. */
 const DRAIN_MS = 2000;
@@ -103,9 +136,12 @@ export async function createLocalTarget(opts: LocalTargetOptions): Promise<Local
   return t;
 }
 
+/** The state file's Service record plus the traffic policy a rollout set (kept with it). */
+type ServiceRec = ServiceRecord & { traffic?: TrafficPolicy };
+
 interface ServiceEntry {
   unit: UnitId;
-  rec: ServiceRecord;
+  rec: ServiceRec;
   /** `port/PROTO` → proxy. */
   proxies: Map<string, ServiceProxy>;
   /** `port/PROTO` → why its recorded port could not be bound yet (retried in the background). */
@@ -134,6 +170,11 @@ class LocalTargetImpl implements LocalTarget {
   private monitor: NodeJS.Timeout | undefined;
   private ticking = false;
   private closed = false;
+  /**
+   * Which Sluice made a podman object (a hash of the state directory): `sweep` removes only its
+   * own, so two Sluice processes on one machine (or parallel tests) never collect each other's.
+   */
+  private readonly instance: string;
 
   constructor(podman: Podman, opts: LocalTargetOptions) {
     this.podman = podman;
@@ -142,6 +183,7 @@ class LocalTargetImpl implements LocalTarget {
     this.store = new StateStore(opts.stateDir);
     this.log = opts.log ?? (() => {});
     this.monitorMs = opts.monitorIntervalMs ?? 2000;
+    this.instance = sha(resolve(opts.stateDir), 12);
   }
 
   /** Restarts the proxies of every recorded Service on its recorded port. */
@@ -237,6 +279,64 @@ class LocalTargetImpl implements LocalTarget {
     });
   }
 
+  async sweep(live: ReadonlySet<string>, opts: { dryRun: boolean }): Promise<Orphan[]> {
+    const out: Orphan[] = [];
+    const act = async (o: Omit<Orphan, "result">, fn: () => Promise<unknown>) => {
+      if (opts.dryRun) return out.push({ ...o, result: "listed" });
+      try {
+        await fn();
+        out.push({ ...o, result: "deleted" });
+      } catch (e) {
+        out.push({ ...o, result: `failed: ${errorMessage(e)}` });
+      }
+    };
+    // Units recorded in the state directory: destroy them the normal way (proxies, volumes, files).
+    for (const st of this.store.all()) {
+      if (live.has(st.env)) continue;
+      const unit = { env: st.env, unit: st.unit };
+      for (const ref of st.inventory)
+        out.push({
+          env: st.env,
+          unit: st.unit,
+          subject: subject(ref),
+          result: opts.dryRun ? "listed" : "deleted",
+        });
+      if (!opts.dryRun) {
+        try {
+          await this.destroy(unit);
+        } catch (e) {
+          for (const o of out)
+            if (o.env === st.env && o.unit === st.unit) o.result = `failed: ${errorMessage(e)}`;
+        }
+      }
+    }
+    // Then whatever podman still holds with our labels (a destroy killed half-way, a lost state file).
+    const pods = await this.podman.observe([`${LABEL_INSTANCE}=${this.instance}`]);
+    for (const p of pods) {
+      const env = p.labels[LABEL_ENV];
+      if (!env || live.has(env)) continue;
+      await act({ env, unit: p.labels[LABEL_UNIT] ?? null, subject: `pod/${p.name}` }, () =>
+        this.removePods([p], false),
+      );
+    }
+    const vols = await this.podman.json<{ Name: string; Labels?: Record<string, string> }[]>([
+      "volume",
+      "ls",
+      "--format",
+      "json",
+      "--filter",
+      `label=${LABEL_INSTANCE}=${this.instance}`,
+    ]);
+    for (const v of vols ?? []) {
+      const env = v.Labels?.[LABEL_ENV];
+      if (!env || live.has(env)) continue;
+      await act({ env, unit: v.Labels?.[LABEL_UNIT] ?? null, subject: `volume/${v.Name}` }, () =>
+        this.podman.run(["volume", "rm", "-f", v.Name]),
+      );
+    }
+    return out;
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     if (this.monitor) clearInterval(this.monitor);
@@ -252,6 +352,39 @@ class LocalTargetImpl implements LocalTarget {
     const first = s?.rec.ports.find((p) => p.protocol === "TCP");
     if (!s || !first?.listen) return undefined;
     return { host: "127.0.0.1", port: first.listen };
+  }
+
+  setTraffic(unit: UnitId, namespace: string, service: string, policy: TrafficPolicy | undefined): void {
+    const ns = namespace || "default";
+    const s = this.services.get(serviceKey(unit, ns, service));
+    if (!s) {
+      throw new SluiceError(
+        "NotFound",
+        `Service ${ns}/${service} of ${ownerOf(unit)} is not served by the local target`,
+        { hint: "apply the unit with its Service first" },
+      );
+    }
+    if (policy) checkPolicy(policy, `Service ${ns}/${service}`);
+    // The record object is shared with an apply in flight (it saves the same object), and an apply
+    // that builds a new record copies the policy from here: either way the policy is not lost.
+    if (policy) s.rec.traffic = structuredClone(policy);
+    else delete s.rec.traffic;
+    this.syncProxies();
+    const st = this.store.load(unit);
+    const rec = st?.services[`${ns}/${service}`] as ServiceRec | undefined;
+    if (st && rec) {
+      if (policy) rec.traffic = structuredClone(policy);
+      else delete rec.traffic;
+      this.store.save(st);
+    }
+    this.log(
+      `local: traffic of Service ${ns}/${service} (${ownerOf(unit)}): ${policy ? describePolicy(policy) : "by selector"}`,
+    );
+  }
+
+  traffic(unit: UnitId, namespace: string, service: string): TrafficPolicy | undefined {
+    const t = this.services.get(serviceKey(unit, namespace || "default", service))?.rec.traffic;
+    return t ? structuredClone(t) : undefined;
   }
 
   serviceAddresses(
@@ -325,7 +458,13 @@ class LocalTargetImpl implements LocalTarget {
     // Services: proxies listen before pods start, so the address is known at once.
     for (const o of applicable) {
       if (classify(o).cls !== "service") continue;
-      const rec = serviceRecordOf(o, st.services[`${nsOf(o)}/${o.metadata.name}`]);
+      const rec: ServiceRec = serviceRecordOf(o, st.services[`${nsOf(o)}/${o.metadata.name}`]);
+      // A traffic policy belongs to the running proxy (set by a rollout), not to the manifest.
+      const live = this.services.get(serviceKey(unit, rec.namespace, rec.name));
+      const traffic = live
+        ? live.rec.traffic
+        : (st.services[`${rec.namespace}/${rec.name}`] as ServiceRec)?.traffic;
+      if (traffic) rec.traffic = traffic;
       const h = objectHash(o);
       const before = st.objects[objectKey(o)];
       await this.ensureService(unit, rec);
@@ -587,7 +726,7 @@ class LocalTargetImpl implements LocalTarget {
   /** Creates and starts replica `index`; a failure is recorded for health, not thrown. */
   private async createPod(unit: UnitId, plan: WorkloadPlan, index: number): Promise<void> {
     const podName = podNameOf(unit, plan, index);
-    const labels = podLabels(unit, plan, index);
+    const labels = { ...podLabels(unit, plan, index), [LABEL_INSTANCE]: this.instance };
     const podDir = join(this.stateDir, "pods", podName);
     rmSync(podDir, { recursive: true, force: true });
     const files = {
@@ -817,7 +956,12 @@ class LocalTargetImpl implements LocalTarget {
       () => false,
     );
     if (!exists) {
-      const labels = { ...ownerLabels(unit), [LABEL_NAMESPACE]: nsOf(o), [LABEL_WORKLOAD]: subject(o) };
+      const labels = {
+        ...ownerLabels(unit),
+        [LABEL_NAMESPACE]: nsOf(o),
+        [LABEL_WORKLOAD]: subject(o),
+        [LABEL_INSTANCE]: this.instance,
+      };
       await this.podman.run([
         "volume",
         "create",
@@ -892,32 +1036,50 @@ class LocalTargetImpl implements LocalTarget {
   /** Recomputes every proxy's backends from the pods seen last and their readiness. */
   private syncProxies(): void {
     for (const s of this.services.values()) {
-      const sel = Object.entries(s.rec.selector);
-      const pods =
-        sel.length === 0
-          ? []
-          : [...this.pods.values()].filter(
-              (p) =>
-                p.labels[LABEL_ENV] === s.unit.env &&
-                p.labels[LABEL_NAMESPACE] === s.rec.namespace &&
-                sel.every(([k, v]) => p.labels[k] === v) &&
-                !this.terminating.has(p.id) &&
-                this.probes.get(p.id)?.ready === true,
-            );
+      const candidates = (selector: Record<string, string>): ObservedPod[] => {
+        const sel = Object.entries(selector);
+        if (sel.length === 0) return [];
+        return [...this.pods.values()].filter(
+          (p) =>
+            p.labels[LABEL_ENV] === s.unit.env &&
+            p.labels[LABEL_NAMESPACE] === s.rec.namespace &&
+            sel.every(([k, v]) => p.labels[k] === v) &&
+            !this.terminating.has(p.id) &&
+            this.probes.get(p.id)?.ready === true,
+        );
+      };
+      const policy = s.rec.traffic;
+      const rules: { matches?: RequestMatch[]; sets: { pods: ObservedPod[]; weight: number }[] }[] = policy
+        ? policy.rules.map((r) => ({
+            ...(r.matches?.length ? { matches: r.matches } : {}),
+            sets: r.backends.map((b) => ({ pods: candidates(b.selector), weight: b.weight })),
+          }))
+        : [{ sets: [{ pods: candidates(s.rec.selector), weight: 1 }] }];
       for (const port of s.rec.ports) {
         const proxy = s.proxies.get(`${port.port}/${port.protocol}`);
         if (!proxy) continue;
-        const backends: Backend[] = [];
-        for (const p of pods) {
-          const cp =
-            typeof port.targetPort === "number" || /^\d+$/.test(String(port.targetPort))
-              ? Number(port.targetPort)
-              : declaredPorts(p).find((d) => d.name === port.targetPort)?.containerPort;
-          const hp = cp === undefined ? undefined : hostPortOf(p, cp);
-          if (hp !== undefined)
-            backends.push({ podId: p.id, podName: p.name, host: "127.0.0.1", port: hp, weight: weightOf(p) });
-        }
-        proxy.setBackends(backends);
+        const routes: Route[] = rules.map((r) => {
+          const backends: Backend[] = [];
+          for (const set of r.sets) {
+            const ready: Backend[] = [];
+            for (const p of set.pods) {
+              const cp =
+                typeof port.targetPort === "number" || /^\d+$/.test(String(port.targetPort))
+                  ? Number(port.targetPort)
+                  : declaredPorts(p).find((d) => d.name === port.targetPort)?.containerPort;
+              const hp = cp === undefined ? undefined : hostPortOf(p, cp);
+              if (hp !== undefined)
+                ready.push({ podId: p.id, podName: p.name, host: "127.0.0.1", port: hp, weight: 0 });
+            }
+            // Without a policy every pod weighs 1; with one, a backend's weight is shared by its pods.
+            for (const b of ready) b.weight = policy ? set.weight / ready.length : set.weight;
+            backends.push(...ready);
+          }
+          return r.matches ? { matches: r.matches, backends } : { backends };
+        });
+        const http =
+          policy?.protocol === "http" && (policy.httpPort === undefined || policy.httpPort === port.port);
+        proxy.setRoutes(http ? "http" : "tcp", routes);
       }
     }
   }
@@ -959,14 +1121,14 @@ class LocalTargetImpl implements LocalTarget {
 
   private isSelected(p: ObservedPod): boolean {
     for (const s of this.services.values()) {
-      const sel = Object.entries(s.rec.selector);
-      if (
-        sel.length &&
-        p.labels[LABEL_ENV] === s.unit.env &&
-        p.labels[LABEL_NAMESPACE] === s.rec.namespace &&
-        sel.every(([k, v]) => p.labels[k] === v)
-      ) {
-        return true;
+      if (p.labels[LABEL_ENV] !== s.unit.env || p.labels[LABEL_NAMESPACE] !== s.rec.namespace) continue;
+      const selectors = [
+        s.rec.selector,
+        ...(s.rec.traffic?.rules ?? []).flatMap((r) => r.backends.map((b) => b.selector)),
+      ];
+      for (const selector of selectors) {
+        const sel = Object.entries(selector);
+        if (sel.length && sel.every(([k, v]) => p.labels[k] === v)) return true;
       }
     }
     return false;
@@ -1162,9 +1324,33 @@ class LocalTargetImpl implements LocalTarget {
   }
 }
 
-/** The weight of a pod behind a Service: 1 today; canary weights plug in here. */
-function weightOf(_p: ObservedPod): number {
-  return 1;
+function checkPolicy(p: TrafficPolicy, what: string): void {
+  const bad = (why: string) =>
+    new SluiceError("ConfigInvalid", `traffic policy for ${what}: ${why}`, {
+      hint: "protocol tcp|http; rules of backends {selector (non-empty), weight >= 0}",
+    });
+  if (p.protocol !== "tcp" && p.protocol !== "http") throw bad(`unknown protocol ${String(p.protocol)}`);
+  if (!Array.isArray(p.rules) || p.rules.length === 0) throw bad("no rules");
+  for (const r of p.rules) {
+    if (r.matches?.length && p.protocol !== "http") throw bad("request matches need protocol http");
+    for (const b of r.backends) {
+      if (!b.selector || Object.keys(b.selector).length === 0) throw bad("a backend without a selector");
+      if (!Number.isFinite(b.weight) || b.weight < 0) throw bad(`weight ${b.weight}`);
+    }
+  }
+}
+
+function describePolicy(p: TrafficPolicy): string {
+  const sel = (s: Record<string, string>) =>
+    Object.entries(s)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(",");
+  return `${p.protocol}: ${p.rules
+    .map(
+      (r) =>
+        `${r.matches?.length ? "matching requests" : "all"} → ${r.backends.map((b) => `${sel(b.selector)}:${b.weight}`).join(" ")}`,
+    )
+    .join("; ")}`;
 }
 
 function serviceRecordOf(o: KubeObject, previous: ServiceRecord | undefined): ServiceRecord {
