@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { cellHealth, cellSync, DASHBOARD_CSP } from "../src/server/_dashboard.js";
+import { cellHealth, cellSync, DASHBOARD_CSP, effectiveStatus } from "../src/server/_dashboard.js";
 import { GIT_PASSWORD, makeFixture } from "../src/server/_testkit.js";
 import { type ApiServer, createApiServer } from "../src/server/index.js";
 import { ensureWebBuilt } from "./support/dashboard.js";
@@ -282,4 +282,50 @@ test("health and sync follow the Ready condition and the revisions", () => {
   assert.equal(cellSync({ revision: "b", lastAppliedRevision: "a", drift: false }), "OutOfSync");
   assert.equal(cellSync({ revision: "a", lastAppliedRevision: "a", drift: true }), "Drifted");
   assert.equal(cellSync({ revision: null, lastAppliedRevision: null, drift: false }), "Unknown");
+});
+
+test("a unit retrying the revision that failed keeps showing the failure; a new revision is Progressing", () => {
+  const status = {
+    env: "e",
+    unit: "u",
+    ready: "False" as const,
+    reason: "Progressing",
+    message: "Reconciling revision main@sha1:bbb",
+    revision: "main@sha1:bbb",
+    lastAppliedRevision: "main@sha1:aaa",
+    lastAppliedAt: null,
+    drift: false,
+    suspended: false,
+    updatedAt: new Date().toISOString(),
+  };
+  const failed = {
+    id: 1,
+    env: "e",
+    unit: "u",
+    revision: "main@sha1:bbb",
+    trigger: "retry",
+    startedAt: "",
+    endedAt: "",
+    result: "failed" as const,
+    reason: "HealthCheckFailed",
+    message: "Deployment/web: 0 of 1 ready",
+    stages: [],
+    summary: {},
+  };
+  assert.deepEqual(
+    effectiveStatus(status, () => failed),
+    {
+      health: "Degraded",
+      reason: "HealthCheckFailed",
+      message: "Deployment/web: 0 of 1 ready (retrying)",
+      retrying: true,
+    },
+  );
+  // A push moved on: the new revision is a rollout in progress.
+  assert.equal(
+    effectiveStatus(status, () => ({ ...failed, revision: "main@sha1:aaa" })).health,
+    "Progressing",
+  );
+  // A healthy unit taking a push is Progressing, whatever its history.
+  assert.equal(effectiveStatus({ ...status, ready: "True" }, () => failed).health, "Progressing");
 });

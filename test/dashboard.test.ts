@@ -320,7 +320,10 @@ describe("the dashboard on a running agent", { timeout: 900_000 }, () => {
     assert.match((await c.textContent()) ?? "", /HealthCheckFailed/);
     assert.match((await c.locator("a").getAttribute("title")) ?? "", /readiness probe|health check/i);
     await eventually(async () => /failing/.test(await page.title()), "the tab title says failing");
-    assert.match((await page.locator("#favicon").getAttribute("href")) ?? "", /favicon-degraded\.svg/);
+    await eventually(
+      async () => /favicon-degraded\.svg/.test((await page.locator("#favicon").getAttribute("href")) ?? ""),
+      "the Degraded favicon",
+    );
     // Staging, on its own branch, is untouched.
     assert.equal(await health(page, "staging", "api"), "Healthy");
     await page.screenshot({ path: join(shots, "home-degraded.png") });

@@ -122,6 +122,7 @@ export async function startServe(opts: ServeOptions): Promise<Running> {
       log,
       concurrency: opts.concurrency ?? 4,
       workDir: join(opts.stateDir, "automation"),
+      infraStateDir: opts.stateDir,
       ...(ids.identities.length ? { ageIdentities: ids } : {}),
       postApply,
     });

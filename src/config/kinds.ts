@@ -51,6 +51,18 @@ const substituteFrom = z.strictObject({
   name,
   optional: z.boolean().optional(),
 });
+const stackUnitName = z
+  .string()
+  .regex(/^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$/, { message: "must be lower-case letters, digits, - and _" })
+  .max(63);
+/** `substituteFrom` entry (Sluice): the outputs of a Stack unit as variables (see infra/). */
+export const stackOutputsRef = z.strictObject({
+  kind: z.literal("StackOutputs"),
+  /** The Stack's name. */
+  name,
+  unit: stackUnitName,
+  optional: z.boolean().optional(),
+});
 export const kustomizationSpec = z.strictObject({
   sourceRef: z.strictObject({
     kind: z.literal("GitRepository"),
@@ -77,7 +89,7 @@ export const kustomizationSpec = z.strictObject({
   postBuild: z
     .strictObject({
       substitute: z.record(z.string(), z.string()).optional(),
-      substituteFrom: z.array(substituteFrom).optional(),
+      substituteFrom: z.array(z.union([substituteFrom, stackOutputsRef])).optional(),
       /** Sluice extension: Flux's empty-string behaviour for undefined variables. */
       allowUndefined: z.boolean().optional(),
     })
@@ -258,10 +270,6 @@ export const smokeTestSpec = z.strictObject({
  * A Terragrunt-style stack: OpenTofu units (directories of `.tf` files in the repository) in a
  * dependency graph, planned/applied in order, independent units in parallel (src/infra).
  */
-const stackUnitName = z
-  .string()
-  .regex(/^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$/, { message: "must be lower-case letters, digits, - and _" })
-  .max(63);
 const stackHook = z.strictObject({
   /** Argument array, run without a shell (write `["sh", "-c", "…"]` to get one). */
   command: z.array(z.string().min(1)).min(1),
@@ -309,13 +317,7 @@ export const stackSpec = z.strictObject({
  * `postBuild.substituteFrom` entry naming a stack unit whose outputs become variables. Not yet in
  * `substituteFrom` above: the agent wires it (see src/infra/index.ts, stackOutputsAsVariables).
  */
-export const stackOutputsRef = z.strictObject({
-  kind: z.literal("StackOutputs"),
-  /** The Stack's name. */
-  name,
-  unit: stackUnitName,
-  optional: z.boolean().optional(),
-});
+
 
 const weight = z.number().int().min(0).max(100);
 const nameValue = z.strictObject({ name: z.string().min(1), value: z.string() });

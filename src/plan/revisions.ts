@@ -33,8 +33,8 @@ import {
   type PullRequestRef,
   resolveEnvironments,
 } from "../envs/index.js";
-import { envsubst } from "../render/envsubst.js";
-import { render, type VariableLayer } from "../render/index.js";
+import { readUnitOutputs, stackOutputsAsVariables } from "../infra/index.js";
+import { envsubst, render, type VariableLayer } from "../render/index.js";
 import type { AgeIdentities } from "../sops/index.js";
 import { diffObjectSets, type ObjectPlan } from "./objectdiff.js";
 import { checkoutRevision, resolveRevision } from "./refs.js";
@@ -445,7 +445,22 @@ async function renderUnit(
       `Kustomization ${kust.metadata.name}: spec.path uses undefined variables ${sub.missing.join(", ")}`,
     );
   const unitVars: VariableLayer[] = [];
-  for (const ref of spec.postBuild?.substituteFrom ?? [])
+  for (const ref of spec.postBuild?.substituteFrom ?? []) {
+    if (ref.kind === "StackOutputs") {
+      // Infrastructure outputs as applied in this environment on this machine (`sluice stack apply`).
+      const dir = process.env.SLUICE_STATE_DIR ?? ".sluice/state";
+      if (!readUnitOutputs(dir, pe.env.name, ref.name, ref.unit)) {
+        if (ref.optional) continue;
+        throw new SluiceError(
+          "DependencyNotReady",
+          `Kustomization ${kust.metadata.name}: stack unit ${ref.name}/${ref.unit} has no outputs in ${dir} for environment ${pe.env.name}`,
+          { hint: "run `sluice stack apply` first, or set SLUICE_STATE_DIR" },
+        );
+      }
+      const o = stackOutputsAsVariables(dir, pe.env.name, ref.name, ref.unit);
+      unitVars.push({ source: o.source, vars: o.vars });
+      continue;
+    }
     unitVars.push({
       source: `${ref.kind} ${ref.name}`,
       vars: supportingData(
@@ -457,6 +472,7 @@ async function renderUnit(
         ref.optional ?? false,
       ),
     });
+  }
   if (spec.postBuild?.substitute)
     unitVars.push({ source: "postBuild.substitute", vars: spec.postBuild.substitute });
   const result = await render({

@@ -48,10 +48,10 @@ import {
   purgeVictims,
   resolveEnvironments,
 } from "../envs/index.js";
+import { readUnitOutputs, stackOutputsAsVariables } from "../infra/index.js";
 import { type ChangeSet, countActions } from "../plan/index.js";
 import { type GitTarget, type PromoteResult, promoteBranch, revertLast } from "../promote/index.js";
-import { envsubst } from "../render/envsubst.js";
-import { render } from "../render/index.js";
+import { envsubst, render } from "../render/index.js";
 import { RolloutEngine, type RolloutStatus } from "../rollouts/index.js";
 import type { AgeIdentities } from "../sops/index.js";
 import type { Artifact, GitRepositorySpec, GitSource } from "../source/index.js";
@@ -86,6 +86,8 @@ export interface AgentOptions {
   lifecycleIntervalMs?: number;
   /** Where image update automations keep their working copies (default: a temporary directory). */
   workDir?: string;
+  /** Sluice's state directory, where `sluice stack` keeps OpenTofu state (for `StackOutputs`). */
+  infraStateDir?: string;
   /** podman for `Build`s (default: podman on PATH with Sluice's settings). */
   podman?: () => Promise<Podman>;
 }
@@ -1134,7 +1136,10 @@ export class Agent extends EventEmitter {
         stages.push({ name, result: "failed", ms: Date.now() - t0, message: errorMessage(e) });
         // A target says more precisely what failed during an apply (prune, or health with wait).
         const precise =
-          isSluiceError(e) && (e.code === "PruneFailed" || e.code === "HealthCheckFailed") ? e.code : reason;
+          isSluiceError(e) &&
+          (e.code === "PruneFailed" || e.code === "HealthCheckFailed" || e.code === "DependencyNotReady")
+            ? e.code
+            : reason;
         throw new StageError(precise, e);
       }
     };
@@ -1268,6 +1273,21 @@ export class Agent extends EventEmitter {
     }
     const unitLayers = [];
     for (const ref of spec.postBuild?.substituteFrom ?? []) {
+      if (ref.kind === "StackOutputs") {
+        // Outputs of an infrastructure unit applied in this environment (`sluice stack apply`).
+        const dir = this.opts.infraStateDir;
+        if (!dir || !readUnitOutputs(dir, env.name, ref.name, ref.unit)) {
+          if (ref.optional) continue;
+          throw new SluiceError(
+            "DependencyNotReady",
+            `Kustomization ${kust.metadata.name}: stack unit ${ref.name}/${ref.unit} has not been applied in environment ${env.name}`,
+            { hint: `run \`sluice stack apply --env ${env.name}\` first` },
+          );
+        }
+        const o = stackOutputsAsVariables(dir, env.name, ref.name, ref.unit);
+        unitLayers.push({ source: o.source, vars: o.vars });
+        continue;
+      }
       unitLayers.push({
         source: `${ref.kind} ${ref.name}`,
         vars: this.supporting(

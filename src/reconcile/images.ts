@@ -83,6 +83,7 @@ const key = (o: { metadata: { namespace: string; name: string } }) =>
 export class ImageLoop {
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private readonly busy = new Map<string, Promise<void>>();
+  private readonly queued = new Map<string, Promise<void>>();
   private stopped = false;
 
   constructor(private readonly opts: ImageLoopOptions) {}
@@ -109,7 +110,8 @@ export class ImageLoop {
 
   /** Waits for scans and automation runs in flight. */
   async idle(): Promise<void> {
-    while (this.busy.size) await Promise.allSettled([...this.busy.values()]);
+    while (this.busy.size || this.queued.size)
+      await Promise.allSettled([...this.busy.values(), ...this.queued.values()]);
   }
 
   private every(id: string, ms: number, fn: () => Promise<void>): void {
@@ -125,10 +127,22 @@ export class ImageLoop {
     tick();
   }
 
-  /** Runs `fn` unless a run of `id` is already in flight (then waits for that one). */
+  /**
+   * Runs `fn`; while a run of `id` is in flight, one more run is queued after it (what it does may
+   * already be stale: a scan finished meanwhile) and further calls share that one.
+   */
   private once(id: string, fn: () => Promise<void>): Promise<void> {
     const cur = this.busy.get(id);
-    if (cur) return cur;
+    if (cur) {
+      const queued = this.queued.get(id);
+      if (queued) return queued;
+      const next = cur.then(() => {
+        this.queued.delete(id);
+        return this.once(id, fn);
+      });
+      this.queued.set(id, next);
+      return next;
+    }
     const p = fn()
       .catch((e) => this.opts.log.error({ id, err: errorMessage(e) }, "image loop step failed"))
       .finally(() => this.busy.delete(id));

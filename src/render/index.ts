@@ -3,6 +3,7 @@
  * SOPS decryption, layered `${VAR}` substitution). See render.ts for the algorithm.
  */
 
+export { envsubst } from "./envsubst.js";
 export { compareLegacy, sortLegacy } from "./order.js";
 export {
   defaultRenderLimits,

@@ -85,6 +85,11 @@ export interface MatrixCell {
   reason: string;
   /** The first line of the status message, at most 240 characters. */
   message: string;
+  /**
+   * The unit failed and is being tried again at the same revision: health, reason and message are
+   * the failure's (a retry must not make a failing unit look like a rollout in progress).
+   */
+  retrying: boolean;
   revision: string | null;
   lastAppliedRevision: string | null;
   suspended: boolean;
@@ -153,8 +158,10 @@ export interface DetailChange {
 export interface DetailUnit {
   name: string;
   dependsOn: string[];
+  /** The unit's status; while it retries a failed revision, reason and message are the failure's. */
   status: UnitStatus | null;
   health: Health;
+  retrying: boolean;
   sync: Sync;
   objects: DetailObject[];
   /** Where object health comes from: the target now, the last run's health stage, or nowhere. */
@@ -199,6 +206,35 @@ export function cellSync(s: Pick<UnitStatus, "revision" | "lastAppliedRevision" 
   if (!s.revision) return s.lastAppliedRevision ? "InSync" : "Unknown";
   if (s.revision !== s.lastAppliedRevision) return "OutOfSync";
   return s.drift ? "Drifted" : "InSync";
+}
+
+/** Units retrying after a failure whose last run is looked up per matrix build (the rest show Progressing). */
+const MAX_RETRY_LOOKUPS = 500;
+
+/**
+ * What a unit shows: its status, except while it retries a revision whose last run failed (the
+ * agent then writes `Progressing` over the failure), when the failure is what matters.
+ */
+export function effectiveStatus(
+  s: UnitStatus,
+  lastFinishedRun: () => RunRecord | undefined,
+): { health: Health; reason: string; message: string; retrying: boolean } {
+  if (s.ready === "False" && s.reason === "Progressing") {
+    const run = lastFinishedRun();
+    if (run?.result === "failed" && run.reason && run.revision === s.revision) {
+      return {
+        health: cellHealth({ ready: "False", reason: run.reason }),
+        reason: run.reason,
+        message: `${run.message ?? run.reason} (retrying)`,
+        retrying: true,
+      };
+    }
+  }
+  return { health: cellHealth(s), reason: s.reason, message: s.message, retrying: false };
+}
+
+function lastFinished(store: Store, env: string, unit: string): RunRecord | undefined {
+  return store.listRuns({ env, unit, limit: 5 }).find((r) => r.result !== "running");
 }
 
 const WORST: Health[] = ["Failed", "Degraded", "Progressing", "Unknown", "Healthy"];
@@ -445,19 +481,24 @@ export class Dashboard {
       suspended: 0,
     };
     const rows: Row[] = [];
+    let lookups = 0;
     for (const e of envs) {
       const cells: Record<string, MatrixCell> = {};
       const tags = new Set<StatusFilter>();
       const text = [e.name, e.branch ?? "", e.rule ?? "", e.revision ?? ""];
       for (const s of byEnv.get(e.name) ?? []) {
-        const health = cellHealth(s);
+        const eff = effectiveStatus(s, () =>
+          lookups++ < MAX_RETRY_LOOKUPS ? lastFinished(this.ctx.store, s.env, s.unit) : undefined,
+        );
+        const health = eff.health;
         const sync = cellSync(s);
         cells[s.unit] = {
           health,
           sync,
           ready: s.ready,
-          reason: s.reason,
-          message: oneLine(s.message),
+          reason: eff.reason,
+          message: oneLine(eff.message),
+          retrying: eff.retrying,
           revision: s.revision,
           lastAppliedRevision: s.lastAppliedRevision,
           suspended: s.suspended,
@@ -530,8 +571,10 @@ export class Dashboard {
     const runs = this.ctx.store.listRuns({ env: name, limit: 40 });
     const units = await Promise.all(
       names.map(async (unit): Promise<DetailUnit> => {
-        const status = statuses.get(unit) ?? null;
+        const raw = statuses.get(unit) ?? null;
         const unitRuns = this.ctx.store.listRuns({ env: name, unit, limit: 10 });
+        const eff = raw ? effectiveStatus(raw, () => unitRuns.find((r) => r.result !== "running")) : null;
+        const status = raw && eff ? { ...raw, reason: eff.reason, message: eff.message } : null;
         const lastRun = unitRuns[0] ?? null;
         const inv = this.ctx.store.getInventory(name, unit);
         const { objects, from } = await this.objects(rec, unit, inv?.refs ?? [], status, unitRuns);
@@ -548,7 +591,8 @@ export class Dashboard {
           name: unit,
           dependsOn: deps.get(unit) ?? [],
           status,
-          health: status ? cellHealth(status) : "Unknown",
+          health: eff ? eff.health : "Unknown",
+          retrying: eff?.retrying ?? false,
           sync: status ? cellSync(status) : "Unknown",
           objects,
           objectHealthFrom: from,
