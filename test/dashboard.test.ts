@@ -7,8 +7,8 @@
  * - a push turns a cell Progressing and then Healthy, without a reload, and the Events page
  *   shows the new events live;
  * - a broken push shows Degraded with its reason, in the matrix and on the environment page;
- * - an operator reconciles from the environment page (confirmed), and a rollback that this server
- *   does not offer yet is reported as such.
+ * - an operator reconciles and rolls the broken push back from the environment page (each
+ *   confirmed; the rollback reverts the commit in Git and is recorded with the operator's name).
  * Screenshots of every page go to $SLUICE_SCREENSHOTS (docs/screenshots when refreshing the docs)
  * or a temporary directory.
  */
@@ -344,20 +344,13 @@ describe("the dashboard on a running agent", { timeout: 900_000 }, () => {
     await page.screenshot({ path: join(shots, "environment-degraded.png"), fullPage: true });
   });
 
-  test("an operator reconciles after confirming; a rollback this server lacks is reported", async () => {
-    // Repair first, so the screenshots show a healthy environment with its last change.
-    await h.commitAndPush({ "api/app.yaml": app("api", "api-v4") }, "main", "api v4");
-    await notify();
+  test("an operator reconciles and rolls the broken push back, each confirmed and recorded", async () => {
     const page = await newPage();
     await signIn(page, operator);
-    await eventually(
-      async () => (await health(page, "production", "api")) === "Healthy",
-      "production/api repaired",
-      120_000,
-    );
     await page.goto(`${api.url}/environments/production`);
     const section = page.locator('section.unit[data-unit="api"]');
     await section.waitFor();
+    // Reconcile now (a unit action), confirmed in a dialog.
     const manualRuns = () => page.locator(".timeline li").filter({ hasText: "manual" }).count();
     const before = await manualRuns();
     await section.getByRole("button", { name: "Reconcile now" }).click();
@@ -366,24 +359,38 @@ describe("the dashboard on a running agent", { timeout: 900_000 }, () => {
     assert.match((await dialog.textContent()) ?? "", /Reconcile api in production now\?/);
     await dialog.getByRole("button", { name: "Reconcile" }).click();
     await page.getByRole("status").filter({ hasText: "Reconcile of api queued." }).waitFor();
-    await eventually(async () => (await manualRuns()) > before, "a manual run in the timeline", 60_000);
+    await eventually(async () => (await manualRuns()) > before, "a manual run in the timeline", 90_000);
 
-    // Rollback: confirmed, then either done or reported as not offered by this server.
+    // Roll back (an environment action): Cancel does nothing; confirming reverts the broken commit.
+    const headBefore = await h.git("ls-remote", "origin", "refs/heads/main");
+    await page.getByRole("button", { name: "Roll back" }).click();
+    await dialog.waitFor();
+    await dialog.getByRole("button", { name: "Cancel" }).click();
+    assert.equal(await h.git("ls-remote", "origin", "refs/heads/main"), headBefore, "cancel changed nothing");
     await page.getByRole("button", { name: "Roll back" }).click();
     await dialog.waitFor();
     await dialog.getByRole("button", { name: "Roll back" }).click();
+    await page
+      .getByRole("status")
+      .filter({ hasText: /Rolled back production: reverted/ })
+      .waitFor({ timeout: 60_000 });
+    assert.notEqual(await h.git("ls-remote", "origin", "refs/heads/main"), headBefore, "a revert was pushed");
+    // The environment heals on its own page, live.
     await eventually(
-      async () =>
-        (await dialog.getByRole("alert").count()) > 0 ||
-        (await page.getByRole("status").filter({ hasText: "Rollback of production requested" }).count()) > 0,
-      "the rollback's outcome",
+      async () => /✓ Healthy/.test((await section.locator("h2").textContent()) ?? ""),
+      "production/api Healthy after the rollback",
+      180_000,
     );
-    if (await dialog.isVisible()) {
-      assert.match((await dialog.getByRole("alert").textContent()) ?? "", /not available on this server yet/);
-      await dialog.getByRole("button", { name: "Cancel" }).click();
-    }
     await page.evaluate("window.scrollTo(0, 0)");
     await page.screenshot({ path: join(shots, "environment.png"), fullPage: true });
+
+    // Both actions are recorded with who did them.
+    await page.goto(`${api.url}/events?q=olivia`);
+    await page.locator("table.eventlist").waitFor();
+    assert.match(
+      (await page.locator("table.eventlist").textContent()) ?? "",
+      /olivia rolled back production/,
+    );
 
     await page.goto(`${api.url}/images`);
     await page.locator("[data-empty=images]").waitFor();

@@ -14,10 +14,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
+import pino from "pino";
 import { type Registry, startRegistry } from "../src/demo/index.js";
 import { listTags, parseImageRef } from "../src/images/index.js";
+import { createApiServer } from "../src/server/index.js";
 import { ensureBaseImages, Podman } from "../src/targets/local/index.js";
 import { eventually, harness } from "./support/agent.js";
+import { sluice } from "./support/cli.js";
 
 const run = promisify(execFile);
 const podman = new Podman();
@@ -222,6 +225,19 @@ spec:
       240_000,
     );
     assert.ok((await tagsOf("app")).includes("1.0.2"));
+
+    // `sluice build` through the API, its log streamed as it runs.
+    const api = await createApiServer({ agent, store, log: pino({ level: "silent" }) });
+    after(() => api.close());
+    const token = store.addToken("ci", "operator");
+    const b = await sluice(["build", "app", "--ref", "tags/v1.0.2"], {
+      env: { SLUICE_URL: api.url, SLUICE_TOKEN: token },
+      timeoutMs: 240_000,
+    });
+    assert.equal(b.code, 0, b.stderr);
+    assert.match(b.stdout, /► building app at tags\/v1\.0\.2\n/);
+    assert.match(b.stdout, /COPY index\.html/);
+    assert.match(b.stdout, /✔ .*app:1\.0\.2/);
 
     // A broken Containerfile: the build fails with its last lines and holds the unit back.
     const broken = await h.commitAndPush(

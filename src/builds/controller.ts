@@ -101,6 +101,18 @@ export class BuildLoop {
     }
   }
 
+  /**
+   * A pull request was opened, updated or reopened: Builds with a `pull_request` trigger whose
+   * refs match its base build its head (fetched from the forge's pull-request ref).
+   */
+  onPullRequest(source: string, pr: { number: number; baseRef: string; headFetchRef: string }): void {
+    for (const b of this.buildsOf(source)) {
+      if (!b.spec.triggers.some((t) => t.events.includes("pull_request") && matches(t.refs, pr.baseRef)))
+        continue;
+      void this.start(b, undefined, { name: pr.headFetchRef }, `pull request ${pr.number}`);
+    }
+  }
+
   /** Builds a Build at a ref now (`sluice build NAME --ref REF`, the API). */
   async buildNow(name: string, ref: { branch: string } | { tag: string }): Promise<BuildRecord> {
     const b = byKind(this.opts.config(), "Build").find((x) => x.metadata.name === name || key(x) === name);
@@ -164,7 +176,7 @@ export class BuildLoop {
   private start(
     b: ConfigObject<"Build">,
     commit: string | undefined,
-    ref: { branch: string } | { tag: string },
+    ref: { branch: string } | { tag: string } | { name: string },
     trigger: string,
   ): Promise<BuildRecord> {
     const k = key(b);
@@ -183,7 +195,7 @@ export class BuildLoop {
   private async run(
     b: ConfigObject<"Build">,
     expected: string | undefined,
-    ref: { branch: string } | { tag: string },
+    ref: { branch: string } | { tag: string } | { name: string },
     trigger: string,
   ): Promise<BuildRecord> {
     const k = key(b);
@@ -222,6 +234,9 @@ export class BuildLoop {
         ...(tag ? { gitTag: tag } : {}),
         ...(branch ? { branch } : {}),
       });
+      // A pull request's head is not a release: it never moves `latest`.
+      if ("name" in ref) rec.tags = rec.tags.filter((t) => t !== "latest");
+      if (!rec.tags.length) rec.tags = [artifact.commit.slice(0, 10)];
       save();
       this.opts.event(
         "info",

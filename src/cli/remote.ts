@@ -627,10 +627,43 @@ export function registerRemoteCommands(program: Command, io: RemoteIO = {}): voi
         ? { tag: f.ref.slice(5) }
         : { branch: f.ref.replace(/^heads\//, "") };
       out(`► building ${clean(name)} at ${clean(f.ref)}\n`);
-      const a = await client(f, env).post<{
-        build: { result: string; images: string[]; lastLines: string[]; commit: string };
-      }>(`/api/v1/builds/${encodeURIComponent(name)}`, ref);
-      for (const l of a.build.lastLines) out(`  ${clean(l)}\n`);
+      const c = client(f, env);
+      // The log streams over the event stream while the build runs; the answer ends it.
+      const ac = new AbortController();
+      let streamed = false;
+      // Connected before the build starts, so no line is missed.
+      const opened = await c.stream(ac.signal).catch(() => undefined);
+      const follow = Promise.resolve(opened)
+        .then(async (res) => {
+          if (!res) return;
+          const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+          let buf = "";
+          for (;;) {
+            const { value, done } = await reader.read();
+            if (done) return;
+            buf += value;
+            for (let i = buf.indexOf("\n\n"); i >= 0; i = buf.indexOf("\n\n")) {
+              const frame = buf.slice(0, i);
+              buf = buf.slice(i + 2);
+              if (!frame.startsWith("event: build\n")) continue;
+              const ev = JSON.parse(frame.slice(frame.indexOf("data: ") + 6)) as {
+                build: string;
+                log?: string;
+              };
+              if (!ev.log || (ev.build !== name && !ev.build.endsWith(`/${name}`))) continue;
+              streamed = true;
+              for (const line of ev.log.split(/\r?\n/)) if (line.trim()) out(`  ${clean(line)}\n`);
+            }
+          }
+        })
+        .catch(() => {});
+      const a = await c
+        .post<{
+          build: { result: string; images: string[]; lastLines: string[]; commit: string };
+        }>(`/api/v1/builds/${encodeURIComponent(name)}`, ref)
+        .finally(() => ac.abort());
+      await follow;
+      if (!streamed) for (const l of a.build.lastLines) out(`  ${clean(l)}\n`);
       if (a.build.result !== "succeeded") throw new SluiceError("BuildFailed", `build of ${name} failed`);
       out(`✔ ${a.build.images.map(clean).join(", ")}\n`);
     }),

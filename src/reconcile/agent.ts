@@ -88,6 +88,12 @@ export interface AgentOptions {
   workDir?: string;
   /** Sluice's state directory, where `sluice stack` keeps OpenTofu state (for `StackOutputs`). */
   infraStateDir?: string;
+  /**
+   * Sharding: whether this agent owns an environment (default: all). Environments it does not own
+   * are neither reconciled, created nor destroyed here; call {@link Agent.reshard} when the
+   * assignment changes.
+   */
+  owns?: (env: string) => boolean;
   /** podman for `Build`s (default: podman on PATH with Sluice's settings). */
   podman?: () => Promise<Podman>;
 }
@@ -100,6 +106,8 @@ export interface PullRequestChange {
   baseRef: string;
   /** The repository's URLs (clone, SSH, web), to find the source. */
   repoUrls: string[];
+  /** Where the head can be fetched (`refs/pull/N/head`), for pull-request builds. */
+  headFetchRef?: string;
 }
 
 interface SourceState {
@@ -349,6 +357,15 @@ export class Agent extends EventEmitter {
       this.opts.store.setKV("pullRequests", s.key, JSON.stringify([...s.pullRequests.values()]));
     }
     await Promise.all(matched.map((s) => this.refreshSource(s.key, "pull-request")));
+    // Builds triggered by pull requests build the request's head (same repository or a fork).
+    if (ev.action !== "closed" && ev.headFetchRef)
+      for (const s of this.sources.values())
+        if (ev.repoUrls.some((u) => sameRepo(u, s.spec.url)))
+          this.builds?.onPullRequest(s.key, {
+            number: ev.number,
+            baseRef: ev.baseRef,
+            headFetchRef: ev.headFetchRef,
+          });
     return matched.map((s) => s.key);
   }
 
@@ -710,6 +727,19 @@ export class Agent extends EventEmitter {
     return repos.map((r) => `${r.metadata.namespace}/${r.metadata.name}`);
   }
 
+  /**
+   * The shard assignment changed: environments no longer owned are dropped from this agent (never
+   * destroyed: their new owner keeps them), newly owned ones are picked up and reconciled.
+   */
+  async reshard(): Promise<void> {
+    for (const [name] of this.envs) if (!this.owned(name)) this.envs.delete(name);
+    await Promise.all([...this.sources.values()].map((s) => this.refreshSource(s.key, "reshard")));
+  }
+
+  private owned(env: string): boolean {
+    return this.opts.owns ? this.opts.owns(env) : true;
+  }
+
   /** The source (`namespace/name`) whose URL is one of these, if any. */
   sourceFor(repoUrls: string[]): string | undefined {
     return [...this.sources.values()].find((s) => repoUrls.some((u) => sameRepo(u, s.spec.url)))?.key;
@@ -929,6 +959,9 @@ export class Agent extends EventEmitter {
         s.obj.metadata.name === DEFAULT_ENV || this.sources.size === 1 ? DEFAULT_ENV : s.obj.metadata.name;
       wanted.set(name, defaultEnvironment(name, branch));
     }
+    // Another replica's environments: not ours to create, reconcile or destroy.
+    const foreign = new Set([...wanted.keys()].filter((n) => !this.owned(n)));
+    for (const n of foreign) wanted.delete(n);
     // New and moved environments.
     for (const env of wanted.values()) {
       const commit = env.branch ? (s.branches.get(env.branch) ?? null) : null;
@@ -980,6 +1013,10 @@ export class Agent extends EventEmitter {
     // Environments of this source whose branch (or pull request) is gone.
     for (const [name, st] of this.envs) {
       if (st.source !== s.key || wanted.has(name)) continue;
+      if (foreign.has(name) || !this.owned(name)) {
+        this.envs.delete(name);
+        continue;
+      }
       this.envs.delete(name);
       const rec = this.opts.store.getEnvironment(name);
       if (rec?.state !== "active") continue; // held back by a purge
@@ -991,7 +1028,9 @@ export class Agent extends EventEmitter {
     }
     const rules = s.environments ? (s.environments.spec as EnvironmentsSpec).rules : [];
     for (const rec of this.opts.store.listEnvironments()) {
-      if (rec.state !== "active" || wanted.has(rec.name) || this.envs.has(rec.name)) continue;
+      if (rec.state !== "active" || wanted.has(rec.name) || this.envs.has(rec.name) || !this.owned(rec.name))
+        continue;
+      if (foreign.has(rec.name)) continue;
       // Known from before a restart, from this source's rules, and no longer listed.
       if (rec.rule && rules.some((r) => (r.branch ?? "pullRequest") === rec.rule)) {
         this.retire(

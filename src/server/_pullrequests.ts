@@ -36,6 +36,7 @@ export class PullRequests {
         headRef: ev.headRef,
         baseRef: ev.baseRef,
         repoUrls: ev.repoUrls,
+        headFetchRef: ev.headFetchRef,
       })
       .catch((e) =>
         log.error({ pr: ev.number, err: errorMessage(e) }, "pull request environment update failed"),
