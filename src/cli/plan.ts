@@ -30,6 +30,7 @@ interface PlanFlags {
   config: string;
   output: "text" | "json" | "markdown";
   live?: boolean;
+  stacks?: boolean;
   kubeconfig?: string;
   stateDir?: string;
   ageKeyFile?: string;
@@ -73,6 +74,10 @@ export function registerPlan(program: Command): void {
       "--age-key-file <file>",
       "age identities for SOPS decryption (else SOPS_AGE_KEY_FILE or SOPS_AGE_KEY)",
     )
+    .option(
+      "--stacks",
+      "also run `tofu plan` for every Stack of the head in each environment (state: --state-dir)",
+    )
     .option("--plan-url <url>", "with -o markdown: where the full plan is, linked when the comment is cut")
     .option("--max-chars <n>", "with -o markdown: longest comment", "60000")
     .action(async (flags: PlanFlags) => {
@@ -112,6 +117,13 @@ export function registerPlan(program: Command): void {
           ...(flags.var.length ? { vars: parseVarFlags(flags.var) } : {}),
           ...(ageIdentities ? { ageIdentities } : {}),
           ...(live ? { live } : {}),
+          ...(flags.stacks
+            ? {
+                stacks: {
+                  stateDir: resolve(flags.stateDir ?? process.env.SLUICE_STATE_DIR ?? ".sluice/state"),
+                },
+              }
+            : {}),
         });
         if (flags.output === "json") process.stdout.write(`${JSON.stringify(plan, null, 2)}\n`);
         else if (flags.output === "markdown")

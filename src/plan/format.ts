@@ -82,8 +82,23 @@ export function formatPlanText(plan: RevisionPlan): string {
     }
     out.push("");
   }
+  if (plan.stacks?.length) {
+    out.push("Infrastructure (OpenTofu plan):");
+    for (const x of plan.stacks) out.push(`  ${stackLine(x)}`);
+    out.push("");
+  }
   out.push(summaryLine(plan));
   return `${out.join("\n").replace(/\n{3,}/g, "\n\n")}\n`;
+}
+
+function stackLine(x: NonNullable<RevisionPlan["stacks"]>[number]): string {
+  const what =
+    x.status === "changes"
+      ? `${x.adds} to add, ${x.changes} to change, ${x.destroys} to destroy`
+      : x.status === "unchanged"
+        ? "no changes"
+        : `${x.status}${x.message ? `: ${x.message}` : ""}`;
+  return `${x.env} ${x.stack}/${x.unit}: ${what}${x.mocked?.length ? ` (mock outputs of ${x.mocked.join(", ")})` : ""}`;
 }
 
 export interface MarkdownOptions {
@@ -149,6 +164,14 @@ export function formatPlanMarkdown(plan: RevisionPlan, opts: MarkdownOptions = {
     }
     head.push("");
   } else head.push("_No environments are defined at either revision._", "");
+  if (plan.stacks?.length) {
+    head.push("| Infrastructure | Unit | Add | Change | Destroy | Status |", "|---|---|--:|--:|--:|---|");
+    for (const x of plan.stacks)
+      head.push(
+        `| ${cell(x.env)} · ${cell(x.stack)} | ${cell(x.unit)} | ${x.adds} | ${x.changes} | ${x.destroys} | ${x.status === "failed" ? `❌ ${cell(x.message ?? "failed")}` : x.status === "changes" ? "📝 changes" : x.status === "skipped" ? `⏭ ${cell(x.message ?? "skipped")}` : "✅ no changes"} |`,
+      );
+    head.push("");
+  }
 
   // Sections: errors first (never dropped), then changed units in plan order.
   interface Section {

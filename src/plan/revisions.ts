@@ -33,7 +33,13 @@ import {
   type PullRequestRef,
   resolveEnvironments,
 } from "../envs/index.js";
-import { readUnitOutputs, stackOutputsAsVariables } from "../infra/index.js";
+import {
+  readUnitOutputs,
+  runStack,
+  stackFromConfig,
+  stackOutputsAsVariables,
+  type TofuOptions,
+} from "../infra/index.js";
 import { envsubst, render, type VariableLayer } from "../render/index.js";
 import type { AgeIdentities } from "../sops/index.js";
 import { diffObjectSets, type ObjectPlan } from "./objectdiff.js";
@@ -75,6 +81,25 @@ export interface PlanOptions {
   onEnvironments?: (names: string[]) => void | Promise<void>;
   /** `--live`: also ask the target what applying the head would change. */
   live?: LivePlanner;
+  /**
+   * Infrastructure: `tofu plan` every `Stack` of the head's configuration in every planned
+   * environment, against the state in `stateDir` (`sluice stack`'s), and add the summaries.
+   */
+  stacks?: { stateDir: string; tofu?: TofuOptions; parallelism?: number };
+}
+
+/** One stack unit's OpenTofu plan in one environment. */
+export interface StackPlanEntry {
+  env: string;
+  stack: string;
+  unit: string;
+  status: "changes" | "unchanged" | "failed" | "skipped";
+  adds: number;
+  changes: number;
+  destroys: number;
+  /** Dependencies whose mockOutputs were used (no state yet). */
+  mocked?: string[];
+  message?: string;
 }
 
 export interface UnitCounts {
@@ -124,6 +149,8 @@ export interface RevisionPlan {
   };
   /** Notes that are not errors (a side without configuration, name conflicts, …). */
   notes: string[];
+  /** With `stacks`: the OpenTofu plan of every stack unit, per environment. */
+  stacks?: StackPlanEntry[];
   /** `terraform plan -detailed-exitcode`: 0 nothing changes, 2 something does, 1 error. */
   exitCode: 0 | 1 | 2;
 }
@@ -224,15 +251,78 @@ export async function planTrees(opts: PlanOptions): Promise<RevisionPlan> {
       if (u.live && "error" in u.live) summary.errors++;
     }
   if (opts.live) summary.live = live;
-  const exitCode: 0 | 1 | 2 = summary.errors > 0 ? 1 : summary.changed > 0 || live > 0 ? 2 : 0;
+  const stacks = opts.stacks
+    ? await planStacks(
+        opts,
+        environments.map((e) => e.name),
+      )
+    : undefined;
+  const stackErrors = stacks?.some((x) => x.status === "failed") ?? false;
+  const stackChanges = stacks?.some((x) => x.status === "changes") ?? false;
+  const exitCode: 0 | 1 | 2 =
+    summary.errors > 0 || stackErrors ? 1 : summary.changed > 0 || live > 0 || stackChanges ? 2 : 0;
   return {
     base: { label: opts.base.label, ...(opts.base.commit ? { commit: opts.base.commit } : {}) },
     head: { label: opts.head.label, ...(opts.head.commit ? { commit: opts.head.commit } : {}) },
     environments,
     summary,
     notes,
+    ...(stacks ? { stacks } : {}),
     exitCode,
   };
+}
+
+/** `tofu plan` of each Stack of the head, per environment (units in parallel as the graph allows). */
+async function planStacks(opts: PlanOptions, envs: string[]): Promise<StackPlanEntry[]> {
+  const o = opts.stacks!;
+  let config: Config;
+  try {
+    config =
+      opts.config ??
+      loadConfig(opts.head.dir, secureResolve(opts.head.dir, opts.configPath ?? DEFAULT_CONFIG_PATH));
+  } catch {
+    return [];
+  }
+  const out: StackPlanEntry[] = [];
+  for (const obj of byKind(config, "Stack")) {
+    for (const env of envs) {
+      try {
+        const r = await runStack({
+          root: opts.head.dir,
+          stack: stackFromConfig(obj),
+          action: "plan",
+          env,
+          stateDir: o.stateDir,
+          ...(o.tofu ? { tofu: o.tofu } : {}),
+          ...(o.parallelism ? { parallelism: o.parallelism } : {}),
+        });
+        for (const u of r.units)
+          out.push({
+            env,
+            stack: obj.metadata.name,
+            unit: u.unit,
+            status: u.status === "ok" ? "unchanged" : u.status,
+            adds: u.adds,
+            changes: u.changes,
+            destroys: u.destroys,
+            ...(u.mocked?.length ? { mocked: u.mocked } : {}),
+            ...(u.message ? { message: u.message } : {}),
+          });
+      } catch (e) {
+        out.push({
+          env,
+          stack: obj.metadata.name,
+          unit: "*",
+          status: "failed",
+          adds: 0,
+          changes: 0,
+          destroys: 0,
+          message: errorMessage(e),
+        });
+      }
+    }
+  }
+  return out;
 }
 
 export interface RevisionPlanOptions extends Omit<PlanOptions, "base" | "head"> {
