@@ -4,12 +4,11 @@
  * that kills the whole process group, bounded output, and credentials passed as an Authorization
  * header through GIT_CONFIG_* variables so they never show in `ps` or in `.git/config`.
  *
- * This mirrors src/source/_git.ts, which that module does not export; once `runGit` and
- * `hardeningConfig` are exported from src/source/index.ts this file shrinks to `authFor` and `git`.
+ * The process handling is source/'s `runGit`; this adds the working-copy hardening and the
+ * credentials of the automation's repository.
  */
-import { spawn } from "node:child_process";
 import { SluiceError } from "../core/index.js";
-import { redactUrls } from "../source/index.js";
+import { GitRunError, redactUrls, runGit as runSourceGit } from "../source/index.js";
 
 /** HTTP(S) credentials for the repository (from the GitRepository's secretRef). */
 export interface GitAuth {
@@ -82,7 +81,7 @@ export function gitRunner(cwd: string, auth: GitAuth | undefined, timeoutMs: num
   };
 }
 
-function runGit(
+async function runGit(
   cwd: string,
   args: string[],
   o: {
@@ -93,94 +92,23 @@ function runGit(
     env?: Record<string, string>;
   },
 ): Promise<string> {
-  const config = [...HARDENING, ...o.secretConfig];
-  const env: Record<string, string> = {
-    PATH: process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin",
-    HOME: process.env.HOME ?? "/nonexistent",
-    LANG: "C",
-    LC_ALL: "C",
-    GIT_TERMINAL_PROMPT: "0",
-    GIT_CONFIG_NOSYSTEM: "1",
-    GIT_CONFIG_GLOBAL: "/dev/null",
-    GIT_NO_REPLACE_OBJECTS: "1",
-    GIT_PROTOCOL_FROM_USER: "0",
-    // File names from the repository are never pathspec patterns.
-    GIT_LITERAL_PATHSPECS: "1",
-    GIT_CONFIG_COUNT: String(config.length),
-    ...(process.env.TMPDIR ? { TMPDIR: process.env.TMPDIR } : {}),
-    ...(o.env ?? {}),
-  };
-  config.forEach(([k, v], i) => {
-    env[`GIT_CONFIG_KEY_${i}`] = k;
-    env[`GIT_CONFIG_VALUE_${i}`] = v;
-  });
-  const maxOut = 16 * 1024 * 1024;
-  return new Promise((resolve, reject) => {
-    const child = spawn("git", args, { cwd, env, stdio: ["pipe", "pipe", "pipe"], detached: true });
-    let out = "";
-    let err = "";
-    let timedOut = false;
-    const killGroup = () => {
-      try {
-        if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
-      } catch {
-        // already gone
-      }
-    };
-    const timer = setTimeout(() => {
-      timedOut = true;
-      killGroup();
-    }, o.timeoutMs);
-    child.stdout.setEncoding("utf8").on("data", (d: string) => {
-      if (out.length < maxOut) out += d;
+  try {
+    const r = await runSourceGit(args, {
+      cwd,
+      timeoutMs: o.timeoutMs,
+      // File names from the repository are never pathspec patterns.
+      env: { GIT_LITERAL_PATHSPECS: "1", ...(o.env ?? {}) },
+      secretConfig: [...HARDENING, ...o.secretConfig],
+      input: o.input ?? "",
+      maxStdout: 16 * 1024 * 1024,
     });
-    child.stderr.setEncoding("utf8").on("data", (d: string) => {
-      if (err.length < 64 * 1024) err += d;
-    });
-    child.stdin.on("error", () => {
-      // git may exit before reading its input; the exit code tells what happened.
-    });
-    child.stdin.end(o.input ?? "");
-    child.on("error", (e) => {
-      clearTimeout(timer);
-      reject(new SluiceError("ArtifactFailed", `cannot run git: ${e.message}`, { hint: "install git" }));
-    });
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      if (timedOut) {
-        reject(
-          new GitError(
-            `git ${args[0]} timed out after ${o.timeoutMs} ms`,
-            o.redact(err),
-            o.redact(out),
-            code,
-          ),
-        );
-      } else if (code !== 0) {
-        reject(
-          new GitError(
-            `git ${args[0]}: ${o.redact(firstErrorLine(err) || `exit code ${code}`)}`,
-            o.redact(err),
-            o.redact(out),
-            code,
-          ),
-        );
-      } else {
-        resolve(out);
-      }
-    });
-  });
-}
-
-function firstErrorLine(stderr: string): string {
-  const lines = stderr
-    .split(/\r?\n/)
-    .map((l) => l.trim())
-    .filter((l) => l.length > 0 && !l.startsWith("hint:"));
-  return (
-    lines.find((l) => l.startsWith("fatal:")) ??
-    lines.find((l) => l.startsWith("error:")) ??
-    lines[0] ??
-    ""
-  ).slice(0, 500);
+    return r.stdout.toString("utf8");
+  } catch (e) {
+    if (!(e instanceof GitRunError))
+      throw new SluiceError("ArtifactFailed", `cannot run git: ${(e as Error).message}`, {
+        hint: "install git",
+      });
+    const what = e.timedOut ? `timed out after ${o.timeoutMs} ms` : o.redact(e.message);
+    throw new GitError(`git ${args[0]}: ${what}`, o.redact(e.stderr), o.redact(e.stdout), e.exitCode);
+  }
 }

@@ -33,7 +33,14 @@ import {
   loadConfig,
   parseDuration,
 } from "../config/index.js";
-import { errorMessage, isSluiceError, type KubeObject, SluiceError, subject } from "../core/index.js";
+import {
+  analyzeGraph,
+  errorMessage,
+  isSluiceError,
+  type KubeObject,
+  SluiceError,
+  subject,
+} from "../core/index.js";
 import {
   addToExpiry,
   defaultEnvironment,
@@ -58,7 +65,6 @@ import type { Artifact, GitRepositorySpec, GitSource } from "../source/index.js"
 import type { EnvironmentRecord, RunStage, Store, UnitStatus } from "../store/index.js";
 import type { Orphan, Target } from "../targets/index.js";
 import { Podman } from "../targets/local/index.js";
-import { analyzeGraph } from "./graph.js";
 import { ImageLoop, type ImageStatus } from "./images.js";
 import { AgentMetrics } from "./metrics.js";
 import { WorkQueue } from "./queue.js";

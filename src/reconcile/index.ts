@@ -2,8 +2,9 @@
  * The reconciler: the agent that keeps every environment equal to its branch (agent.ts explains
  * the loop), its dependency graph, work queue and metrics.
  */
+
+export { analyzeGraph, type GraphAnalysis, type GraphNode } from "../core/index.js";
 export { Agent, type AgentOptions, type PullRequestChange } from "./agent.js";
-export { analyzeGraph, type GraphAnalysis, type GraphNode } from "./graph.js";
 export type { AutomationStatus, ImageStatus, PolicyStatus, RepositoryStatus } from "./images.js";
 export { AgentMetrics } from "./metrics.js";
 export { type QueueOptions, WorkQueue } from "./queue.js";

@@ -33,6 +33,8 @@ export class GitRunError extends Error {
     readonly stderr: string,
     readonly exitCode: number | null,
     readonly timedOut: boolean,
+    /** What git printed on stdout before failing (bounded), e.g. a merge's CONFLICT lines. */
+    readonly stdout = "",
   ) {
     super(message);
     this.name = "GitRunError";
@@ -145,7 +147,17 @@ export function runGit(args: string[], opts: GitRunOptions): Promise<GitRunResul
       } else if (overflow) {
         reject(new GitRunError(`output exceeded ${maxStdout} bytes`, err, code, false));
       } else if (code !== 0) {
-        reject(new GitRunError(firstErrorLine(err) || `git exited with code ${code}`, err, code, false));
+        reject(
+          new GitRunError(
+            firstErrorLine(err) || `git exited with code ${code}`,
+            err,
+            code,
+            false,
+            Buffer.concat(out)
+              .toString("utf8")
+              .slice(-64 * 1024),
+          ),
+        );
       } else {
         resolvePromise({ stdout: Buffer.concat(out), stderr: err });
       }

@@ -4,6 +4,8 @@
  * (`git http-backend`) for the demo and tests.
  */
 
+/** The hardened git runner (argument arrays, scrubbed environment, time limit, secrets off the command line). */
+export { firstErrorLine, GitRunError, type GitRunOptions, runGit } from "./_git.js";
 /** Highest tag matching a semver range (strict X.Y.Z, optional `v`), as Flux's `ref.semver`. */
 export { pickSemverTag } from "./_semver.js";
 /** DNS-1123 label for a branch name (`preview-{{branch.slug}}`). */

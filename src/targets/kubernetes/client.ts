@@ -46,10 +46,18 @@ function bytes(data: unknown, path: unknown, base: string): Buffer | undefined {
   return undefined;
 }
 
-export function loadKubeconfig(file: string, context?: string): Connection {
+export interface KubeClientOptions {
+  /** `Impersonate-User` on every request (a service account: `system:serviceaccount:<ns>:<name>`). */
+  impersonate?: string;
+  /** The kubeconfig's YAML itself (e.g. from a Secret) instead of reading the file; paths in it resolve against the file's directory. */
+  kubeconfigData?: string;
+}
+
+export function loadKubeconfig(file: string, context?: string, data?: string): Connection {
   let doc: Dict;
   try {
-    doc = parseYaml(readFileSync(file, "utf8")) as Dict;
+    doc = parseYaml(data ?? readFileSync(file, "utf8")) as Dict;
+    if (typeof doc !== "object" || doc === null) throw new Error("not a YAML mapping");
   } catch (e) {
     throw new SluiceError("ConfigInvalid", `cannot read kubeconfig ${file}: ${(e as Error).message}`, {
       cause: e,
@@ -90,9 +98,11 @@ export class KubeClient {
   private readonly conn: Connection;
   private readonly agent: https.Agent;
   private readonly discovery = new Map<string, Map<string, ResourceInfo>>();
+  private readonly impersonate: string | undefined;
 
-  constructor(kubeconfig: string, context?: string) {
-    this.conn = loadKubeconfig(kubeconfig, context);
+  constructor(kubeconfig: string, context?: string, opts: KubeClientOptions = {}) {
+    this.conn = loadKubeconfig(kubeconfig, context, opts.kubeconfigData);
+    this.impersonate = opts.impersonate;
     this.defaultNamespace = this.conn.namespace;
     const agentOpts: https.AgentOptions = { keepAlive: true, maxSockets: 16 };
     if (this.conn.ca) agentOpts.ca = this.conn.ca;
@@ -141,6 +151,7 @@ export class KubeClient {
       const url = new URL(this.conn.server + path);
       const headers: Record<string, string> = { Accept: "application/json" };
       if (this.conn.token) headers.Authorization = `Bearer ${this.conn.token}`;
+      if (this.impersonate) headers["Impersonate-User"] = this.impersonate;
       let payload: Buffer | undefined;
       if (opts.body !== undefined) {
         payload = Buffer.from(JSON.stringify(opts.body));

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { createTwoFilesPatch } from "diff";
 import { stringify as toYaml } from "yaml";
 import { type KubeObject, type ObjectRef, objectKey, refOf, SluiceError, subject } from "../../core/index.js";
@@ -16,7 +17,15 @@ import {
   type Target,
   type UnitId,
 } from "../types.js";
-import { apiError, KubeClient, type KubeResponse, type ResourceInfo, statusMessage } from "./client.js";
+import {
+  apiError,
+  KubeClient,
+  type KubeClientOptions,
+  type KubeResponse,
+  type ResourceInfo,
+  statusMessage,
+} from "./client.js";
+import { ownedFieldsEqual } from "./compare.js";
 import { assess } from "./health.js";
 
 export interface KubernetesTargetOptions {
@@ -26,10 +35,20 @@ export interface KubernetesTargetOptions {
   fieldManager?: string;
   /** Where inventories live; `sluice-system` by default. */
   inventoryNamespace?: string;
+  /** Requests in flight at once while applying, listing and reading health; 8 by default. */
+  concurrency?: number;
+  /**
+   * Act as this service account (`namespace/name`, Flux's `serviceAccountName`): every request
+   * carries `Impersonate-User: system:serviceaccount:<namespace>:<name>`, so the cluster's RBAC
+   * decides what the unit may change.
+   */
+  serviceAccount?: string;
 }
 
 export const ANNOTATION_WAVE = "sluice.dev/wave";
 export const PRUNE_ANNOTATIONS = ["kustomize.toolkit.fluxcd.io/prune", "sluice.dev/prune"];
+/** On the desired or the live object: never written (nor created); drift is reported, not corrected. */
+export const RECONCILE_ANNOTATIONS = ["kustomize.toolkit.fluxcd.io/reconcile", "sluice.dev/reconcile"];
 
 type Dict = Record<string, unknown>;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -72,6 +91,11 @@ function wave(o: KubeObject): number {
 function kindRank(kind: string): number {
   const i = KIND_ORDER.indexOf(kind);
   return i < 0 ? KIND_ORDER.length : i;
+}
+
+/** Objects of one step may be applied concurrently; steps run one after the other. */
+function stepOf(o: KubeObject): string {
+  return `${phase(o.kind)}|${wave(o)}|${kindRank(o.kind)}`;
 }
 
 /** Apply order: CRDs, Namespaces, then by wave annotation, kind order, and input order. */
@@ -184,10 +208,83 @@ function isImmutable(res: KubeResponse): boolean {
   );
 }
 
-function pruneDisabled(live: Dict): string | undefined {
-  const ann = ((live.metadata as Dict)?.annotations ?? {}) as Record<string, string>;
-  for (const a of PRUNE_ANNOTATIONS) if (ann[a] === "disabled") return `annotated ${a}: disabled`;
+const ok = (res: KubeResponse) => res.status >= 200 && res.status < 300;
+
+function annotated(o: Dict | undefined, keys: readonly string[]): string | undefined {
+  const ann = ((o?.metadata as Dict | undefined)?.annotations ?? {}) as Record<string, unknown>;
+  for (const a of keys) if (ann[a] === "disabled") return `${a}: disabled`;
   return undefined;
+}
+
+function pruneDisabled(live: Dict): string | undefined {
+  const a = annotated(live, PRUNE_ANNOTATIONS);
+  return a ? `annotated ${a}` : undefined;
+}
+
+/** The desired object without the reconcile-disabled annotations (never applied, so never compared). */
+function withoutReconcileAnnotations(o: KubeObject): KubeObject {
+  const ann = o.metadata.annotations;
+  if (!ann || !RECONCILE_ANNOTATIONS.some((a) => a in ann)) return o;
+  const c = structuredClone(o);
+  for (const a of RECONCILE_ANNOTATIONS) delete c.metadata.annotations?.[a];
+  if (c.metadata.annotations && Object.keys(c.metadata.annotations).length === 0)
+    delete c.metadata.annotations;
+  return c;
+}
+
+/** One field another manager holds, from a 409 of a server-side apply. */
+export interface FieldConflict {
+  field: string;
+  manager: string;
+  /** `Apply` (someone else declares this field) or `Update` (an imperative edit: kubectl edit/patch/scale). */
+  operation: string;
+}
+
+function conflictsOf(res: KubeResponse, live: Dict | undefined): FieldConflict[] {
+  const causes = (res.body?.details?.causes ?? []) as Array<{
+    reason?: string;
+    message?: string;
+    field?: string;
+  }>;
+  const entries = ((live?.metadata as Dict | undefined)?.managedFields ?? []) as Dict[];
+  const out: FieldConflict[] = [];
+  for (const c of causes) {
+    if (c.reason !== "FieldManagerConflict") continue;
+    const manager = /conflict with "((?:[^"\\]|\\.)*)"/.exec(c.message ?? "")?.[1] ?? "unknown";
+    const ops = new Set(entries.filter((e) => e.manager === manager).map((e) => String(e.operation)));
+    // Without the live object: the API names the version of Update managers ("… using v1").
+    const operation = ops.has("Apply")
+      ? "Apply"
+      : ops.size > 0
+        ? [...ops][0]!
+        : / using /.test(c.message ?? "")
+          ? "Update"
+          : "Apply";
+    out.push({ field: c.field ?? "?", manager, operation });
+  }
+  return out;
+}
+
+/** Runs `fn` over `items`, `n` at a time; stops starting new ones at the first failure and rethrows it. */
+async function pool<T>(
+  n: number,
+  items: readonly T[],
+  fn: (item: T, i: number) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  let failure: { e: unknown } | undefined;
+  const worker = async () => {
+    while (!failure && next < items.length) {
+      const i = next++;
+      try {
+        await fn(items[i]!, i);
+      } catch (e) {
+        failure ??= { e };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(n, items.length)) }, worker));
+  if (failure) throw failure.e;
 }
 
 interface Prepared {
@@ -197,9 +294,21 @@ interface Prepared {
   fromDesiredCrd: boolean;
 }
 
+/** The live object as read (from the owner-labelled LIST, or a GET), missing, or not read at all. */
+type Live = Dict | "missing" | "unread";
+
 interface Decision {
   entry: ChangeEntry;
-  recreate: boolean;
+  /** Write it: server-side apply (with `force=true` to take over fields), after deleting it when `recreate`. */
+  write?: { force: boolean; recreate: boolean };
+  live?: Dict;
+}
+
+interface Run {
+  force: boolean;
+  plan: boolean;
+  /** Subjects of the desired objects (a Namespace created by this very apply). */
+  names: Set<string>;
 }
 
 export class KubernetesTarget implements Target {
@@ -207,11 +316,21 @@ export class KubernetesTarget implements Target {
   private readonly client: KubeClient;
   private readonly fieldManager: string;
   private readonly invNamespace: string;
+  private readonly concurrency: number;
+  /**
+   * What the API server answered last for an object: the desired object's hash and the live
+   * resourceVersion at which applying it was known to change nothing. A live object still at that
+   * resourceVersion needs no dry-run (for values the local check cannot decide, like quantities).
+   */
+  private readonly known = new Map<string, { hash: string; rv: string }>();
 
   constructor(opts: KubernetesTargetOptions) {
-    this.client = new KubeClient(opts.kubeconfig, opts.context);
+    const clientOpts: KubeClientOptions = {};
+    if (opts.serviceAccount) clientOpts.impersonate = serviceAccountUser(opts.serviceAccount);
+    this.client = new KubeClient(opts.kubeconfig, opts.context, clientOpts);
     this.fieldManager = opts.fieldManager ?? "sluice";
     this.invNamespace = opts.inventoryNamespace ?? "sluice-system";
+    this.concurrency = Math.max(1, opts.concurrency ?? 8);
   }
 
   /** Fails early with a clear error when the API server cannot be reached or refuses us. */
@@ -297,14 +416,7 @@ export class KubernetesTarget implements Target {
     return this.client.path(p.obj.apiVersion, p.info, p.obj.metadata.namespace, p.obj.metadata.name);
   }
 
-  private applyQuery(dryRun: boolean): string {
-    return `?fieldManager=${encodeURIComponent(this.fieldManager)}&force=true${dryRun ? "&dryRun=All" : ""}`;
-  }
-
-  private fail(o: KubeObject, res: KubeResponse, verb = "apply"): SluiceError {
-    const e = apiError(res, `${subject(o)} ${verb}`);
-    return new SluiceError(e.code, scrub(e.message, o), { detail: { ...e.detail, subject: subject(o) } });
-  }
+  // ---- reading ----
 
   private async get(path: string, o: KubeObject | ObjectRef): Promise<Dict | undefined> {
     const res = await this.client.request("GET", path);
@@ -313,64 +425,222 @@ export class KubernetesTarget implements Target {
     return res.body as Dict;
   }
 
-  /** Dry-run the object and compare with the live one. */
-  private async decide(
-    p: Prepared,
+  /** Every object of one resource (in one namespace) matching `selector`, page by page. */
+  private async list(
+    apiVersion: string,
+    kind: string,
+    info: ResourceInfo,
+    namespace: string | undefined,
+    selector: string,
+  ): Promise<Dict[]> {
+    const base = this.client.path(apiVersion, info, namespace);
+    const out: Dict[] = [];
+    let cont = "";
+    for (let page = 0; page < 10_000; page++) {
+      const q = `?labelSelector=${encodeURIComponent(selector)}&limit=500${cont ? `&continue=${encodeURIComponent(cont)}` : ""}`;
+      const res = await this.client.request("GET", base + q);
+      if (res.status === 404) return out; // the resource (or namespace) does not exist: nothing there
+      if (res.status !== 200) throw apiError(res, `listing ${kind} in ${namespace ?? "the cluster"}`);
+      for (const item of (res.body?.items ?? []) as Dict[]) {
+        // List items carry no apiVersion/kind.
+        item.apiVersion = apiVersion;
+        item.kind = kind;
+        out.push(item);
+      }
+      cont = res.body?.metadata?.continue ?? "";
+      if (!cont) return out;
+    }
+    return out;
+  }
+
+  /**
+   * The unit's live objects, by objectKey: one LIST per resource and namespace, selected by the
+   * `sluice.dev/owner` label (an object without it is read on its own when needed).
+   */
+  private async listOwned(
+    u: UnitId,
+    refs: ReadonlyArray<{
+      apiVersion: string;
+      kind: string;
+      namespace?: string | undefined;
+      info: ResourceInfo;
+    }>,
+  ): Promise<Map<string, Dict>> {
+    const groups = new Map<string, (typeof refs)[number]>();
+    for (const r of refs) {
+      const ns = r.info.namespaced ? r.namespace : undefined;
+      groups.set(`${r.apiVersion}|${r.kind}|${ns ?? ""}`, { ...r, namespace: ns });
+    }
+    const out = new Map<string, Dict>();
+    const selector = `${LABEL_OWNER}=${ownerOf(u)}`;
+    await pool(this.concurrency, [...groups.values()], async (g) => {
+      for (const item of await this.list(g.apiVersion, g.kind, g.info, g.namespace, selector)) {
+        out.set(objectKey(item as unknown as KubeObject), item);
+      }
+    });
+    return out;
+  }
+
+  // ---- writing ----
+
+  private fail(o: KubeObject, res: KubeResponse, verb = "apply"): SluiceError {
+    const e = apiError(res, `${subject(o)} ${verb}`);
+    return new SluiceError(e.code, scrub(e.message, o), { detail: { ...e.detail, subject: subject(o) } });
+  }
+
+  private patch(path: string, body: KubeObject, dryRun: boolean, force: boolean): Promise<KubeResponse> {
+    const q = `?fieldManager=${encodeURIComponent(this.fieldManager)}${force ? "&force=true" : ""}${dryRun ? "&dryRun=All" : ""}`;
+    return this.client.request("PATCH", path + q, { body, contentType: "application/apply-patch+yaml" });
+  }
+
+  /**
+   * Server-side apply (or its dry-run) with Sluice's conflict policy. Fields another manager took
+   * by an imperative edit (operation `Update`: kubectl edit/patch/scale) are drift, taken back.
+   * Fields another manager *applies* are a real conflict: an error naming each field and manager,
+   * unless the unit says `force`.
+   */
+  private async ssa(
+    o: KubeObject,
     path: string,
-    force: boolean,
-    plan: boolean,
-    names: Set<string>,
-  ): Promise<Decision> {
+    opts: { dryRun: boolean; force: boolean; live?: Dict | undefined },
+  ): Promise<{ res: KubeResponse; forced: boolean }> {
+    const res = await this.patch(path, o, opts.dryRun, opts.force);
+    if (res.status !== 409 || opts.force) return { res, forced: opts.force };
+    const live = opts.live ?? (await this.get(path, o));
+    const conflicts = conflictsOf(res, live);
+    if (conflicts.length === 0) return { res, forced: false };
+    const declared = conflicts.filter((c) => c.operation === "Apply");
+    if (declared.length > 0) {
+      const list = conflicts
+        .map(
+          (c) =>
+            `${c.field} (field manager "${c.manager}", ${c.operation === "Apply" ? "server-side apply" : "edit"})`,
+        )
+        .join(", ");
+      throw new SluiceError(
+        "Conflict",
+        `${subject(o)} apply failed: ${conflicts.length === 1 ? "a field is" : `${conflicts.length} fields are`} owned by another field manager: ${list}`,
+        {
+          detail: { subject: subject(o), conflicts },
+          hint: "set force: true on the unit to take these fields over, or stop the other manager from applying them",
+        },
+      );
+    }
+    return { res: await this.patch(path, o, opts.dryRun, true), forced: true };
+  }
+
+  private hashOf(o: KubeObject): string {
+    return createHash("sha256").update(canonical(o)).digest("base64url");
+  }
+
+  private remember(o: KubeObject, live: Dict | undefined): void {
+    const rv = (live?.metadata as Dict | undefined)?.resourceVersion;
+    if (typeof rv !== "string") return;
+    if (this.known.size > 200_000) this.known.clear();
+    this.known.set(objectKey(o), { hash: this.hashOf(o), rv });
+  }
+
+  private knownUnchanged(o: KubeObject, live: Dict): boolean {
+    const k = this.known.get(objectKey(o));
+    return k !== undefined && k.rv === (live.metadata as Dict).resourceVersion && k.hash === this.hashOf(o);
+  }
+
+  private immutableError(o: KubeObject, res: KubeResponse): SluiceError {
+    return new SluiceError(
+      "ReconciliationFailed",
+      `${subject(o)} apply failed: an immutable field changed: ${scrub(statusMessage(res), o)}`,
+      {
+        detail: { subject: subject(o) },
+        hint: "set force: true on the unit to delete and recreate the object",
+      },
+    );
+  }
+
+  /**
+   * What applying `p` would do: decided locally from the live object's managed fields when they
+   * already equal the desired object (no request at all), otherwise by a server-side dry-run.
+   */
+  private async decide(p: Prepared, path: string, live: Live, run: Run): Promise<Decision> {
     const o = p.obj;
     const ref = refOf(o);
     const subj = subject(o);
-    const live = await this.get(path, o);
-    const dry = await this.client.request("PATCH", path + this.applyQuery(true), {
-      body: o,
-      contentType: "application/apply-patch+yaml",
+    const disabled =
+      annotated(o, RECONCILE_ANNOTATIONS) ??
+      (typeof live === "object" ? annotated(live, RECONCILE_ANNOTATIONS) : undefined);
+
+    if (live === "unread" || live === "missing") {
+      if (disabled)
+        return {
+          entry: {
+            subject: subj,
+            ref,
+            action: "skipped",
+            reason: `not created: reconcile disabled (${disabled})`,
+          },
+        };
+      if (!run.plan)
+        return {
+          entry: { subject: subj, ref, action: "created" },
+          write: { force: run.force, recreate: false },
+        };
+      const { res } = await this.ssa(o, path, { dryRun: true, force: run.force });
+      if (res.status === 404 && o.metadata.namespace && run.names.has(`Namespace/${o.metadata.namespace}`)) {
+        return { entry: { subject: subj, ref, action: "created", diff: diffOf(subj, undefined, o) } };
+      }
+      if (!ok(res)) throw this.fail(o, res);
+      return {
+        entry: { subject: subj, ref, action: "created", diff: diffOf(subj, undefined, res.body as Dict) },
+      };
+    }
+
+    const want = disabled ? withoutReconcileAnnotations(o) : o;
+    if (ownedFieldsEqual(want, live, this.fieldManager).equal || this.knownUnchanged(want, live)) {
+      return { entry: { subject: subj, ref, action: "unchanged" } };
+    }
+    // Reconcile disabled: nothing is written, so who owns what does not matter for the drift view.
+    const { res: dry, forced } = await this.ssa(want, path, {
+      dryRun: true,
+      force: run.force || disabled !== undefined,
+      live,
     });
     if (isImmutable(dry)) {
-      const msg = scrub(statusMessage(dry), o);
-      if (!force) {
-        throw new SluiceError(
-          "ReconciliationFailed",
-          `${subj} apply failed: an immutable field changed: ${msg}`,
-          {
-            detail: { subject: subj },
-            hint: "set force: true on the unit to delete and recreate the object",
+      if (disabled)
+        return {
+          entry: {
+            subject: subj,
+            ref,
+            action: "skipped",
+            reason: `drifted (an immutable field differs); reconcile disabled (${disabled})`,
           },
-        );
-      }
+        };
+      if (!run.force) throw this.immutableError(o, dry);
       return {
         entry: { subject: subj, ref, action: "configured", reason: "recreated: an immutable field changed" },
-        recreate: true,
+        write: { force: true, recreate: true },
+        live,
       };
     }
-    if (
-      dry.status === 404 &&
-      plan &&
-      o.metadata.namespace &&
-      names.has(`Namespace/${o.metadata.namespace}`)
-    ) {
-      return {
-        entry: { subject: subj, ref, action: "created", diff: diffOf(subj, undefined, o) },
-        recreate: false,
-      };
-    }
-    if (dry.status < 200 || dry.status >= 300) throw this.fail(o, dry);
+    if (!ok(dry)) throw this.fail(o, dry);
     const after = dry.body as Dict;
-    if (!live) {
-      return {
-        entry: { subject: subj, ref, action: "created", diff: diffOf(subj, undefined, after) },
-        recreate: false,
-      };
-    }
     if (canonical(comparable(live)) === canonical(comparable(after))) {
-      return { entry: { subject: subj, ref, action: "unchanged" }, recreate: false };
+      this.remember(want, live);
+      return { entry: { subject: subj, ref, action: "unchanged" } };
     }
+    const diff = diffOf(subj, live, after);
+    if (disabled)
+      return {
+        entry: {
+          subject: subj,
+          ref,
+          action: "skipped",
+          reason: `drifted; reconcile disabled (${disabled})`,
+          diff,
+        },
+      };
     return {
-      entry: { subject: subj, ref, action: "configured", diff: diffOf(subj, live, after) },
-      recreate: false,
+      entry: { subject: subj, ref, action: "configured", diff },
+      write: { force: forced, recreate: false },
+      live,
     };
   }
 
@@ -383,23 +653,44 @@ export class KubernetesTarget implements Target {
     }
   }
 
-  private async applyOne(p: Prepared, path: string, d: Decision): Promise<void> {
+  private async recreate(o: KubeObject, path: string): Promise<void> {
+    const del = await this.client.request("DELETE", `${path}?propagationPolicy=Background`);
+    if (del.status !== 200 && del.status !== 202 && del.status !== 404)
+      throw this.fail(o, del, "delete for recreate");
+    await this.waitFor(
+      `${subject(o)} to be deleted before recreating it`,
+      60_000,
+      async () => !(await this.get(path, o)),
+    );
+  }
+
+  /** Writes one object as decided; returns its entry (`created` or `configured` by the API's answer). */
+  private async write(p: Prepared, path: string, d: Decision, run: Run): Promise<ChangeEntry> {
     const o = p.obj;
-    if (d.recreate) {
-      const del = await this.client.request("DELETE", `${path}?propagationPolicy=Background`);
-      if (del.status !== 200 && del.status !== 202 && del.status !== 404)
-        throw this.fail(o, del, "delete for recreate");
-      await this.waitFor(
-        `${subject(o)} to be deleted before recreating it`,
-        60_000,
-        async () => !(await this.get(path, o)),
-      );
+    const w = d.write!;
+    let entry = d.entry;
+    if (w.recreate) await this.recreate(o, path);
+    let { res } = await this.ssa(o, path, { dryRun: false, force: w.force, live: d.live });
+    if (isImmutable(res)) {
+      // Only for objects written without a dry-run first (found without Sluice's labels).
+      if (!run.force) throw this.immutableError(o, res);
+      await this.recreate(o, path);
+      ({ res } = await this.ssa(o, path, { dryRun: false, force: true }));
+      entry = { ...entry, action: "configured", reason: "recreated: an immutable field changed" };
     }
-    const res = await this.client.request("PATCH", path + this.applyQuery(false), {
-      body: o,
-      contentType: "application/apply-patch+yaml",
-    });
-    if (res.status < 200 || res.status >= 300) throw this.fail(o, res);
+    if (!ok(res)) throw this.fail(o, res);
+    const applied = res.body as Dict;
+    this.remember(o, applied);
+    if (entry.action === "created") {
+      entry =
+        res.status === 201
+          ? { ...entry, diff: diffOf(entry.subject, undefined, applied) }
+          : {
+              ...entry,
+              action: "configured",
+              reason: "existed without Sluice's labels; now applied by Sluice",
+            };
+    }
     if (o.kind === "CustomResourceDefinition") {
       await this.waitFor(`CRD ${o.metadata.name} to be established`, 30_000, async () => {
         const live = await this.get(path, o);
@@ -411,6 +702,55 @@ export class KubernetesTarget implements Target {
         return (live?.status as Dict | undefined)?.phase === "Active";
       });
     }
+    return entry;
+  }
+
+  /**
+   * Decides (and unless planning, writes) every prepared object, step by step (CRDs, Namespaces,
+   * waves and kinds); objects of one step concurrently. Entries come back in apply order.
+   */
+  private async reconcileObjects(u: UnitId, prepared: Prepared[], run: Run): Promise<ChangeEntry[]> {
+    const listed = await this.listOwned(
+      u,
+      prepared.filter((p) => !p.fromDesiredCrd).map((p) => ({ ...refOf(p.obj), info: p.info })),
+    );
+    const entries: ChangeEntry[] = new Array(prepared.length);
+    /** Namespaces this apply created: nothing of ours can be in them yet, so nothing is read there. */
+    const fresh = new Set<string>();
+    let i = 0;
+    while (i < prepared.length) {
+      const step = stepOf(prepared[i]!.obj);
+      let j = i;
+      while (j < prepared.length && stepOf(prepared[j]!.obj) === step) j++;
+      const start = i;
+      await pool(this.concurrency, prepared.slice(i, j), async (p, k) => {
+        if (run.plan && p.fromDesiredCrd && !(await this.client.resource(p.obj.apiVersion, p.obj.kind))) {
+          // Its CRD is only planned: the kind is not served, nothing of it can exist.
+          const subj = subject(p.obj);
+          entries[start + k] = {
+            subject: subj,
+            ref: refOf(p.obj),
+            action: "created",
+            diff: diffOf(subj, undefined, p.obj),
+          };
+          return;
+        }
+        const path = await this.pathOf(p);
+        let live: Live | undefined = listed.get(objectKey(p.obj));
+        if (!live) {
+          const ns = p.obj.metadata.namespace;
+          if (!run.plan && (p.fromDesiredCrd || (ns && p.info.namespaced && fresh.has(ns)))) live = "unread";
+          else live = (await this.get(path, p.obj)) ?? "missing";
+        }
+        const d = await this.decide(p, path, live, run);
+        const entry = d.write && !run.plan ? await this.write(p, path, d, run) : d.entry;
+        if (p.obj.kind === "Namespace" && entry.action === "created" && !run.plan)
+          fresh.add(p.obj.metadata.name);
+        entries[start + k] = entry;
+      });
+      i = j;
+    }
+    return entries;
   }
 
   // ---- inventory ----
@@ -444,13 +784,15 @@ export class KubernetesTarget implements Target {
     const nsPath = `/api/v1/namespaces/${this.invNamespace}`;
     const ns = await this.client.request("GET", nsPath);
     if (ns.status === 404) {
-      const res = await this.client.request("PATCH", nsPath + this.applyQuery(false), {
-        body: { apiVersion: "v1", kind: "Namespace", metadata: { name: this.invNamespace } },
-        contentType: "application/apply-patch+yaml",
-      });
+      const res = await this.patch(
+        nsPath,
+        { apiVersion: "v1", kind: "Namespace", metadata: { name: this.invNamespace } },
+        false,
+        true,
+      );
       if (res.status >= 300) throw apiError(res, `creating namespace ${this.invNamespace} for inventories`);
     }
-    const cm = {
+    const cm: KubeObject = {
       apiVersion: "v1",
       kind: "ConfigMap",
       metadata: {
@@ -465,10 +807,7 @@ export class KubernetesTarget implements Target {
       },
       data: { entries: JSON.stringify(inv.entries) },
     };
-    const res = await this.client.request("PATCH", this.invPath(u) + this.applyQuery(false), {
-      body: cm,
-      contentType: "application/apply-patch+yaml",
-    });
+    const res = await this.patch(this.invPath(u), cm, false, true);
     if (res.status >= 300) throw apiError(res, `writing the inventory of ${ownerOf(u)}`);
   }
 
@@ -477,20 +816,7 @@ export class KubernetesTarget implements Target {
   async plan(u: UnitId, desired: KubeObject[]): Promise<ChangeSet> {
     const prepared = await this.prepare(u, desired);
     const names = new Set(prepared.map((p) => subject(p.obj)));
-    const entries: ChangeEntry[] = [];
-    for (const p of prepared) {
-      if (p.fromDesiredCrd && !(await this.client.resource(p.obj.apiVersion, p.obj.kind))) {
-        entries.push({
-          subject: subject(p.obj),
-          ref: refOf(p.obj),
-          action: "created",
-          diff: diffOf(subject(p.obj), undefined, p.obj),
-        });
-        continue;
-      }
-      const path = await this.pathOf(p);
-      entries.push((await this.decide(p, path, true, true, names)).entry);
-    }
+    const entries = await this.reconcileObjects(u, prepared, { force: true, plan: true, names });
     const prev = await this.inventory(u);
     for (const ref of staleRefs(
       prev,
@@ -515,14 +841,12 @@ export class KubernetesTarget implements Target {
     const union: Inventory = { entries: [...desiredRefs, ...stale] };
     if (!prev || canonical(prev.entries) !== canonical(union.entries)) await this.writeInventory(u, union);
 
-    const entries: ChangeEntry[] = [];
     const names = new Set(prepared.map((p) => subject(p.obj)));
-    for (const p of prepared) {
-      const path = await this.pathOf(p);
-      const d = await this.decide(p, path, opts.force === true, false, names);
-      if (d.entry.action !== "unchanged") await this.applyOne(p, path, d);
-      entries.push(d.entry);
-    }
+    const entries = await this.reconcileObjects(u, prepared, {
+      force: opts.force === true,
+      plan: false,
+      names,
+    });
 
     let kept = stale;
     if (opts.prune) {
@@ -598,18 +922,25 @@ export class KubernetesTarget implements Target {
     return out;
   }
 
-  async health(_u: UnitId, refs: ObjectRef[]): Promise<HealthReport> {
-    const objects: ObjectHealth[] = [];
-    let worst: HealthReport["status"] = "Healthy";
-    for (const ref of refs) {
-      const info = await this.client.resource(ref.apiVersion, ref.kind);
-      const live = info
-        ? await this.get(this.client.path(ref.apiVersion, info, ref.namespace, ref.name), ref)
-        : undefined;
+  /** Health of `refs`: read in bulk (one LIST per resource and namespace), objects not found there one by one. */
+  async health(u: UnitId, refs: ObjectRef[]): Promise<HealthReport> {
+    const resolved: Array<{ ref: ObjectRef; info: ResourceInfo | undefined }> = [];
+    for (const ref of refs)
+      resolved.push({ ref, info: await this.client.resource(ref.apiVersion, ref.kind) });
+    const listed = await this.listOwned(
+      u,
+      resolved.flatMap((r) => (r.info ? [{ ...r.ref, info: r.info }] : [])),
+    );
+    const objects: ObjectHealth[] = new Array(resolved.length);
+    await pool(this.concurrency, resolved, async ({ ref, info }, i) => {
+      let live = listed.get(objectKey(ref));
+      if (!live && info)
+        live = await this.get(this.client.path(ref.apiVersion, info, ref.namespace, ref.name), ref);
       const a = assess(live);
-      objects.push({ subject: subject(ref), status: a.status, message: a.message });
-      if (isWorse(a.status, worst)) worst = a.status;
-    }
+      objects[i] = { subject: subject(ref), status: a.status, message: a.message };
+    });
+    let worst: HealthReport["status"] = "Healthy";
+    for (const o of objects) if (isWorse(o.status, worst)) worst = o.status;
     return { status: worst, objects };
   }
 
@@ -622,4 +953,16 @@ export class KubernetesTarget implements Target {
       throw apiError(res, `deleting the inventory of ${ownerOf(u)}`);
     return { entries };
   }
+}
+
+/** `namespace/name` (or `system:serviceaccount:namespace:name`) → the user to impersonate. */
+export function serviceAccountUser(sa: string): string {
+  if (sa.startsWith("system:serviceaccount:")) return sa;
+  const m = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?)\/([a-z0-9]([-.a-z0-9]*[a-z0-9])?)$/.exec(sa);
+  if (!m) {
+    throw new SluiceError("ConfigInvalid", `service account "${sa}" is not namespace/name`, {
+      hint: "use the unit's namespace and serviceAccountName, e.g. apps/deployer",
+    });
+  }
+  return `system:serviceaccount:${m[1]}:${m[3]}`;
 }

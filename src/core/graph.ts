@@ -1,7 +1,7 @@
 /**
- * The dependency graph of an environment's units (Kustomization `dependsOn`). A unit runs only
- * after its dependencies are Ready. Cycles are found up front (Tarjan's strongly connected
- * components) so that nothing in a cycle is ever applied, and each cycle is named in full.
+ * Dependency graphs (Kustomization `dependsOn`, Stack units): cycles are found up front (Tarjan's
+ * strongly connected components) so that nothing in a cycle ever runs, and each cycle is named in
+ * full; the rest in an order where every dependency comes first.
  */
 export interface GraphNode {
   id: string;
@@ -19,7 +19,10 @@ export interface GraphAnalysis {
   blocked: Set<string>;
 }
 
-export function analyzeGraph(nodes: readonly GraphNode[]): GraphAnalysis {
+export function analyzeGraph(
+  nodes: readonly GraphNode[],
+  opts: { ties?: "id" | "input" } = {},
+): GraphAnalysis {
   const byId = new Map(nodes.map((n) => [n.id, n]));
   const missing: GraphAnalysis["missing"] = [];
   for (const n of nodes)
@@ -72,13 +75,11 @@ export function analyzeGraph(nodes: readonly GraphNode[]): GraphAnalysis {
       }
     }
   }
-  // Topological order of the rest (Kahn), ties by id for determinism.
+  // Topological order of the rest (Kahn), ties by id (or by input order) for determinism.
   const order: string[] = [];
   const done = new Set<string>();
-  const rest = nodes
-    .filter((n) => !blocked.has(n.id))
-    .map((n) => n.id)
-    .sort();
+  const rest = nodes.filter((n) => !blocked.has(n.id)).map((n) => n.id);
+  if (opts.ties !== "input") rest.sort();
   while (order.length < rest.length) {
     const next = rest.find(
       (id) => !done.has(id) && byId.get(id)!.dependsOn.every((d) => done.has(d) || !byId.has(d)),
