@@ -10,6 +10,7 @@ echo "==> lint (biome)"
 npx biome check .
 echo "==> typecheck"
 npx tsc -p tsconfig.test.json
+npx tsc -p web/tsconfig.json
 echo "==> tests"
 mapfile -t files < <(find src test examples bench -name '*.test.ts' -not -path '*/node_modules/*' 2>/dev/null | sort)
 log=$(mktemp)

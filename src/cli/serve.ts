@@ -137,7 +137,22 @@ export async function startServe(opts: ServeOptions): Promise<Running> {
       if (input) notifier.notify(input);
     };
     agent.on("change", onChange);
-    const api = await createApiServer({ agent, store, log, host, port });
+    const api = await createApiServer({
+      agent,
+      store,
+      log,
+      host,
+      port,
+      dashboard: {
+        objectHealth: (env, unit, refs) => target(env.target).health({ env: env.name, unit }, refs),
+        urls: (env, unit) =>
+          env.target === "local"
+            ? local
+                .serviceAddresses({ env: env.name, unit })
+                .map((a) => ({ name: `${a.name}:${a.port}`, url: `http://127.0.0.1:${a.address.port}/` }))
+            : [],
+      },
+    });
     log.info({ url: api.url, tokenFile }, "sluice is serving");
     return {
       agent,

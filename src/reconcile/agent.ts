@@ -305,16 +305,22 @@ export class Agent extends EventEmitter {
   // --- actions (API, CLI, webhooks) -----------------------------------------------------------
 
   /** Queues a reconcile; with `withSource`, lists the source first. Resolves once queued. */
-  async requestReconcile(env: string, unit: string, opts: { withSource?: boolean } = {}): Promise<void> {
+  async requestReconcile(
+    env: string,
+    unit: string,
+    opts: { withSource?: boolean; who?: string } = {},
+  ): Promise<void> {
     const st = this.envs.get(env);
     if (!st || !this.unitsOf(env).includes(unit))
       throw new SluiceError("NotFound", `unit ${unit} of environment ${env} does not exist`);
+    if (opts.who)
+      this.event(env, unit, "info", "ReconcileRequested", `${opts.who} requested a reconcile of ${unit}`);
     if (opts.withSource) await this.refreshSource(st.source, "manual");
     this.queue.resetBackoff(unitKey({ env, unit }));
     this.queue.enqueue(unitKey({ env, unit }), "manual");
   }
 
-  setSuspended(env: string, unit: string, suspended: boolean): void {
+  setSuspended(env: string, unit: string, suspended: boolean, who?: string): void {
     const cur = this.opts.store.getUnitStatus(env, unit);
     if (!cur) throw new SluiceError("NotFound", `unit ${unit} of environment ${env} does not exist`);
     this.writeStatus(
@@ -328,7 +334,7 @@ export class Agent extends EventEmitter {
       unit,
       "info",
       suspended ? "Suspended" : "Resumed",
-      `${unit} ${suspended ? "suspended" : "resumed"}`,
+      `${unit} ${suspended ? "suspended" : "resumed"}${who ? ` by ${who}` : ""}`,
     );
     if (!suspended) this.queue.enqueue(unitKey({ env, unit }), "resume");
   }

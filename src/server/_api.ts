@@ -296,12 +296,12 @@ export async function handleApi(
         if (ws !== undefined && typeof ws !== "boolean")
           throw new HttpError(400, "BadRequest", "withSource must be true or false");
         const withSource = ws === true;
-        await ctx.agent.requestReconcile(env, unit, { withSource });
+        await ctx.agent.requestReconcile(env, unit, { withSource, who: caller.name });
         ctx.log.info({ env, unit, withSource, by: caller.name }, "reconcile requested");
         return json({ queued: { env, unit, withSource } }, 202);
       }
       const suspended = action === "suspend";
-      ctx.agent.setSuspended(env, unit, suspended);
+      ctx.agent.setSuspended(env, unit, suspended, caller.name);
       ctx.log.info({ env, unit, by: caller.name }, suspended ? "unit suspended" : "unit resumed");
       return json({ env, unit, suspended });
     }

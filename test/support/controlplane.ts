@@ -24,6 +24,13 @@ export interface ControlPlane {
   /** PEM of the CA that signed the serving certificate. */
   ca: string;
   stop(): Promise<void>;
+  /**
+   * Stops kube-apiserver only (SIGTERM, or SIGKILL with `kill`); etcd and its data stay. Only on
+   * the control plane started here (absent with SLUICE_TEST_KUBECONFIG).
+   */
+  stopApiServer?(opts?: { kill?: boolean }): Promise<void>;
+  /** Starts kube-apiserver again on the same port and certificates; resolves once /readyz answers. */
+  startApiServer?(): Promise<void>;
 }
 
 const binDir = () => process.env.SLUICE_BIN ?? join(homedir(), ".cache", "sluice", "bin");
@@ -118,7 +125,18 @@ export interface ControlPlaneOptions {
 export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
   const ext = process.env.SLUICE_TEST_KUBECONFIG;
   if (ext) return external(ext);
+  // Free ports are picked before the processes bind them: on a busy machine another process can
+  // take one in between. Start again on new ports then.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(opts);
+    } catch (e) {
+      if (attempt >= 3 || !/address already in use/.test((e as Error).message)) throw e;
+    }
+  }
+}
 
+async function startOnce(opts: ControlPlaneOptions): Promise<ControlPlane> {
   const etcdBin = binary("etcd", ETCD_VERSION);
   const apiBin = binary("kube-apiserver", KUBE_VERSION);
   const kcmBin = opts.controllerManager ? binary("kube-controller-manager", KUBE_VERSION) : undefined;
@@ -156,52 +174,51 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       ),
     );
     const certDir = join(dir, "certs");
-    procs.push(
-      spawn(
-        apiBin,
-        [
-          `--etcd-servers=${etcdUrl}`,
-          "--bind-address=127.0.0.1",
-          "--advertise-address=127.0.0.1",
-          `--secure-port=${securePort}`,
-          `--cert-dir=${certDir}`,
-          `--token-auth-file=${join(dir, "tokens.csv")}`,
-          "--service-cluster-ip-range=10.0.0.0/24",
-          "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-          `--service-account-key-file=${join(dir, "sa.key")}`,
-          `--service-account-signing-key-file=${join(dir, "sa.key")}`,
-          "--authorization-mode=RBAC",
-          "--allow-privileged=true",
-          "--enable-priority-and-fairness=false",
-          "--profiling=false",
-          "--v=0",
-        ],
-        { stdio: ["ignore", log("kube-apiserver"), log("kube-apiserver")] },
-      ),
-    );
+    const apiArgs = [
+      `--etcd-servers=${etcdUrl}`,
+      "--bind-address=127.0.0.1",
+      "--advertise-address=127.0.0.1",
+      `--secure-port=${securePort}`,
+      `--cert-dir=${certDir}`,
+      `--token-auth-file=${join(dir, "tokens.csv")}`,
+      "--service-cluster-ip-range=10.0.0.0/24",
+      "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+      `--service-account-key-file=${join(dir, "sa.key")}`,
+      `--service-account-signing-key-file=${join(dir, "sa.key")}`,
+      "--authorization-mode=RBAC",
+      "--allow-privileged=true",
+      "--enable-priority-and-fairness=false",
+      "--profiling=false",
+      "--v=0",
+    ];
+    let api = spawn(apiBin, apiArgs, { stdio: ["ignore", log("kube-apiserver"), log("kube-apiserver")] });
+    procs.push(api);
     const server = `https://127.0.0.1:${securePort}`;
-    const deadline = Date.now() + 90_000;
-    let ca: string | undefined;
-    for (;;) {
-      for (const p of procs) {
-        if (p.exitCode !== null) {
-          const name = p === procs[0] ? "etcd" : "kube-apiserver";
-          const tail = readFileSync(join(dir, `${name}.log`), "utf8").slice(-2000);
-          throw new Error(`${name} exited with ${p.exitCode} while starting:\n${tail}`);
+    /** Until /readyz answers; the CA is read from the certificate directory once it is written. */
+    const waitReady = async (ca: string | undefined): Promise<string> => {
+      const deadline = Date.now() + 90_000;
+      for (;;) {
+        for (const p of [procs[0]!, api]) {
+          if (p.exitCode !== null) {
+            const name = p === procs[0] ? "etcd" : "kube-apiserver";
+            const tail = readFileSync(join(dir, `${name}.log`), "utf8").slice(-2000);
+            throw new Error(`${name} exited with ${p.exitCode} while starting:\n${tail}`);
+          }
         }
+        const crt = join(certDir, "apiserver.crt");
+        if (!ca && existsSync(crt)) ca = readFileSync(crt, "utf8");
+        if (ca) {
+          const r = await get(`${server}/readyz`, ca, token).catch(() => undefined);
+          if (r?.status === 200) return ca;
+        }
+        if (Date.now() > deadline) {
+          const tail = readFileSync(join(dir, "kube-apiserver.log"), "utf8").slice(-2000);
+          throw new Error(`kube-apiserver not ready after 90s:\n${tail}`);
+        }
+        await sleep(250);
       }
-      const crt = join(certDir, "apiserver.crt");
-      if (!ca && existsSync(crt)) ca = readFileSync(crt, "utf8");
-      if (ca) {
-        const r = await get(`${server}/readyz`, ca, token).catch(() => undefined);
-        if (r?.status === 200) break;
-      }
-      if (Date.now() > deadline) {
-        const tail = readFileSync(join(dir, "kube-apiserver.log"), "utf8").slice(-2000);
-        throw new Error(`kube-apiserver not ready after 90s:\n${tail}`);
-      }
-      await sleep(250);
-    }
+    };
+    const ca = await waitReady(undefined);
     const kubeconfigPath = join(dir, "kubeconfig");
     writeFileSync(
       kubeconfigPath,
@@ -240,7 +257,27 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
         ),
       );
     }
-    return { kubeconfigPath, server, token, ca, stop };
+    return {
+      kubeconfigPath,
+      server,
+      token,
+      ca,
+      stop,
+      async stopApiServer(o = {}) {
+        if (api.exitCode !== null || api.signalCode !== null || api.pid === undefined) return;
+        if (!o.kill) return stopProcess(api);
+        const gone = new Promise<void>((r) => api.once("exit", () => r()));
+        process.kill(api.pid, "SIGKILL");
+        await gone;
+      },
+      async startApiServer() {
+        if (api.exitCode === null && api.signalCode === null) return;
+        const i = procs.indexOf(api);
+        api = spawn(apiBin, apiArgs, { stdio: ["ignore", log("kube-apiserver"), log("kube-apiserver")] });
+        procs[i] = api;
+        await waitReady(ca);
+      },
+    };
   } catch (e) {
     await stop();
     throw e;
