@@ -2,6 +2,7 @@
  * The `sluice` command. Each subcommand lives in its own file and registers itself here;
  * every failure prints `error: …` (and `hint: …`) on stderr and exits 2, with nothing on stdout.
  */
+import { readFileSync } from "node:fs";
 import { Command, Option } from "commander";
 import { maskSecrets, render, toYamlStream } from "../render/index.js";
 import { type RenderFlags, renderOptions, reportError } from "./common.js";
@@ -29,6 +30,7 @@ const lazy: [names: string[], load: () => Promise<Registrar>][] = [
 export async function buildProgram(argv: string[] = process.argv): Promise<Command> {
   const program = new Command("sluice")
     .description("GitOps delivery engine: Git in, built, deployed, verified environments out")
+    .version(version(), "-V, --version", "print the version")
     .showHelpAfterError()
     .exitOverride();
 
@@ -49,11 +51,24 @@ export async function buildProgram(argv: string[] = process.argv): Promise<Comma
     );
   });
   const named = argv[2];
+  if (named === "--version" || named === "-V") return program;
   const wanted = lazy.filter(
     ([names]) => named === undefined || names.includes(named) || !lazy.some(([n]) => n.includes(named)),
   );
   for (const [, load] of named === "render" ? [] : wanted) (await load())(program);
   return program;
+}
+
+/** The package's version (package.json two levels above src/cli and dist/cli). */
+function version(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
+      version?: string;
+    };
+    return pkg.version ?? "unknown";
+  } catch {
+    return "unknown";
+  }
 }
 
 /** Exits once stdout and stderr have drained: process.exit() on a pipe would cut output short. */
