@@ -16,6 +16,7 @@ import { promisify } from "node:util";
 import { startDemo } from "../src/demo/index.js";
 import { defaultContainersConf } from "../src/targets/local/index.js";
 import { eventually } from "./support/agent.js";
+import { ensureWebBuilt, launchBrowser, signedInContext, watchPage } from "./support/dashboard.js";
 
 const run = promisify(execFile);
 const example = fileURLToPath(new URL("../examples/replace-api", import.meta.url));
@@ -108,6 +109,28 @@ test("the demo: seed cases, a staging-only push with zero failed requests, and a
   assert.equal(await replace(prod, CASE1), "The analysts of ABN Amro did a great job!");
   assert.equal(await replace(prod, CASE2), WANT2);
   assert.equal(await replace(staging, CASE2), WANT2);
+
+  // The dashboard of the running demo, in Chromium: both environments Healthy, a viewer sees no actions.
+  ensureWebBuilt();
+  const browser = await launchBrowser();
+  t.after(() => browser.close());
+  const page = await (
+    await signedInContext(browser, demo.running.store.addToken("demo-viewer", "viewer"))
+  ).newPage();
+  const problems = watchPage(page);
+  await page.goto(`${demo.apiUrl}/`);
+  for (const env of ["production", "staging"])
+    await eventually(
+      async () =>
+        (await page.locator(`tr[data-env="${env}"] td[data-unit="replace-api"]`).textContent())?.includes(
+          "Healthy",
+        ),
+      `${env} Healthy on the dashboard`,
+      60_000,
+    );
+  assert.equal(await page.getByRole("button", { name: /Roll back|Reconcile|Promote/ }).count(), 0);
+  assert.deepEqual(problems.problems, []);
+  await browser.close();
 
   // A push to staging that changes behaviour (a new bank: Bunq → bunq Bank). Both environments are under load.
   const prodLoad = hammer(prod);
