@@ -13,6 +13,7 @@ import { after, describe, test } from "node:test";
 import { promisify } from "node:util";
 import pino from "pino";
 import type { KubeObject, ObjectRef } from "../src/core/index.js";
+import { ForgeRecorder } from "../src/forges/_testkit.js";
 import { receiverPath } from "../src/receivers/index.js";
 import { createApiServer } from "../src/server/index.js";
 import type { ApplyOptions, Target, UnitId } from "../src/targets/index.js";
@@ -469,5 +470,121 @@ spec:
       store.listEvents({ env: "pr-42" }).some((e) => /pull request 42/.test(e.message)),
       "the creation names the pull request",
     );
+  });
+});
+
+describe("pull request plans posted by the server", { timeout: 300_000 }, async () => {
+  const h = await harness("prplans", {
+    "web/cm.yaml": 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata:\n  replicas: "2"\n',
+  });
+  after(() => h.cleanup());
+
+  test("an opened pull request gets one plan comment and statuses; a new push edits the same comment", async () => {
+    const rec = await ForgeRecorder.start({ githubToken: "ghp_recorded-token-value" });
+    after(() => rec.stop());
+    await h.git("push", "-q", "origin", "main:refs/heads/feature/bump");
+    await h.git("fetch", "-q", "origin");
+    const head1 = await h.commitAndPush(
+      {
+        "web/cm.yaml":
+          'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata:\n  replicas: "5"\n',
+      },
+      "feature/bump",
+      "bump",
+    );
+    // What GitHub keeps for a pull request: its head under refs/pull/N/head.
+    await h.git("push", "-q", "origin", `${head1}:refs/pull/7/head`);
+    const { agent, store } = await h.startAgent(
+      `${source()}---
+apiVersion: sluice.dev/v1alpha1
+kind: Environments
+metadata: {name: envs}
+spec:
+  sourceRef: {name: app}
+  rules: [{branch: main, name: production, protected: true}]
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: hook-token}
+stringData: {token: s3cr3t-hook-token}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Receiver
+metadata: {name: github}
+spec:
+  type: github
+  events: [pull_request]
+  secretRef: {name: hook-token}
+  resources: [{kind: GitRepository, name: app}]
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: github-token}
+stringData: {token: ghp_recorded-token-value}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {name: github}
+spec: {type: github, address: "${rec.url}/Codertocat/Hello-World", secretRef: {name: github-token}}
+`,
+    );
+    const api = await createApiServer({ agent, store, log: pino({ level: "silent" }) });
+    after(() => api.close());
+    const hook = `${api.url}${receiverPath("flux-system", "github", "s3cr3t-hook-token")}`;
+    const deliver = async (payload: unknown) => {
+      const body = JSON.stringify(payload);
+      return fetch(hook, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          "x-github-event": "pull_request",
+          "x-github-delivery": randomUUID(),
+          "x-hub-signature-256": `sha256=${createHmac("sha256", "s3cr3t-hook-token").update(body).digest("hex")}`,
+        },
+        body,
+      });
+    };
+    const pr = { number: 7, head: "feature/bump", base: "main", repoUrl: h.server.repoUrl("prplans") };
+    const opened = githubPullRequest("opened", pr) as Example & { pull_request: Record<string, any> };
+    opened.pull_request.head.sha = head1;
+    const r = await deliver(opened);
+    assert.equal(r.status, 202, await r.text());
+    await eventually(
+      () => rec.githubComments.length === 1,
+      "a plan comment",
+      120_000,
+      () => rec.calls.slice(-5),
+    );
+    const comment = rec.githubComments[0]!;
+    assert.match(comment.body, /<!-- sluice:plan -->/);
+    assert.match(comment.body, /production/);
+    assert.match(comment.body, /-\s+replicas: "2"\n\+\s+replicas: "5"/);
+    await eventually(
+      () =>
+        rec.githubStatuses.some(
+          (x) => x.sha === head1 && x.context === "sluice/plan" && x.state === "success",
+        ),
+      "the overall status",
+      60_000,
+    );
+
+    const head2 = await h.commitAndPush(
+      {
+        "web/cm.yaml":
+          'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata:\n  replicas: "6"\n',
+      },
+      "feature/bump",
+      "bump again",
+    );
+    await h.git("push", "-q", "-f", "origin", `${head2}:refs/pull/7/head`);
+    const sync = githubPullRequest("synchronize", pr) as Example & { pull_request: Record<string, any> };
+    sync.pull_request.head.sha = head2;
+    assert.equal((await deliver(sync)).status, 202);
+    await eventually(
+      () => /replicas: "6"/.test(rec.githubComments[0]!.body),
+      "the same comment edited",
+      120_000,
+    );
+    assert.equal(rec.githubComments.length, 1, "one comment, edited in place");
   });
 });
