@@ -159,3 +159,33 @@ spec: {sourceRef: {kind: GitRepository, name: app}, path: ./db, interval: 1h, re
     assert.ok(agent.listSources().every((s) => s.ok));
   });
 });
+
+test("a unit over the configured object limit fails its render with the limit named, and nothing is applied", async (t) => {
+  const cms = Object.fromEntries(
+    Array.from({ length: 5 }, (_, i) => [
+      `many/cm${i}.yaml`,
+      `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm${i}}\n`,
+    ]),
+  );
+  const h = await harness("limits", cms);
+  t.after(() => h.cleanup());
+  const { store, local } = await h.startAgent(
+    `apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata: {name: app}
+spec: {url: GIT_URL, interval: 1h, ref: {branch: main}}
+---
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata: {name: many}
+spec: {sourceRef: {kind: GitRepository, name: app}, path: ./many, interval: 1h, prune: true}
+`,
+    { renderLimits: { maxObjects: 3 } },
+  );
+  await eventually(
+    () => store.getUnitStatus("default", "many")?.reason === "BuildFailed",
+    "the render fails",
+  );
+  assert.match(store.getUnitStatus("default", "many")!.message, /more than 3 objects/);
+  assert.equal(await local.inventory({ env: "default", unit: "many" }), undefined, "nothing applied");
+});

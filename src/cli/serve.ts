@@ -9,10 +9,11 @@ import { dirname, join, resolve } from "node:path";
 import type { Command } from "commander";
 import pino, { type Logger } from "pino";
 import { assertPassed, runSmokeTest } from "../checks/index.js";
-import { SluiceError } from "../core/index.js";
+import { parseDuration, SluiceError } from "../core/index.js";
 import { eventFromAgent, Notifier } from "../notify/index.js";
 import type { AgentEvent } from "../reconcile/index.js";
 import { Agent, type PostApplyHook } from "../reconcile/index.js";
+import type { RenderLimits } from "../render/index.js";
 import { createApiServer, makeScrubber } from "../server/index.js";
 import { loadAgeIdentities } from "../sops/index.js";
 import { GitSource } from "../source/index.js";
@@ -25,6 +26,8 @@ export interface ServeOptions {
   stateDir: string;
   listen: string;
   concurrency?: number;
+  /** Resource bounds of every render (defaults: render/'s `defaultRenderLimits`). */
+  renderLimits?: Partial<RenderLimits>;
   ageKeyFile?: string;
   /** For environments whose target is a Kubernetes cluster. */
   kubeconfig?: string;
@@ -121,6 +124,7 @@ export async function startServe(opts: ServeOptions): Promise<Running> {
       target,
       log,
       concurrency: opts.concurrency ?? 4,
+      ...(opts.renderLimits ? { renderLimits: opts.renderLimits } : {}),
       workDir: join(opts.stateDir, "automation"),
       infraStateDir: opts.stateDir,
       ...(ids.identities.length ? { ageIdentities: ids } : {}),
@@ -197,6 +201,9 @@ export function registerServe(program: Command): void {
     )
     .option("--listen <addr>", "API address", "127.0.0.1:7070")
     .option("--concurrency <n>", "units reconciled at once", "4")
+    .option("--max-objects <n>", "most objects one unit may render to", "20000")
+    .option("--max-file-bytes <n>", "largest file a render reads from a repository", String(4 * 1024 * 1024))
+    .option("--render-timeout <duration>", "longest a kustomize build may run", "2m")
     .option("--age-key-file <file>", "age identities for SOPS decryption")
     .action(
       async (o: {
@@ -204,13 +211,36 @@ export function registerServe(program: Command): void {
         stateDir: string;
         listen: string;
         concurrency: string;
+        maxObjects: string;
+        maxFileBytes: string;
+        renderTimeout: string;
         ageKeyFile?: string;
       }) => {
+        const count = (flag: string, v: string, min: number) => {
+          const n = Number(v);
+          if (!Number.isSafeInteger(n) || n < min)
+            throw new SluiceError(
+              "ConfigInvalid",
+              `${flag} ${v}: expected a whole number of at least ${min}`,
+            );
+          return n;
+        };
+        const timeoutMs = parseDuration(o.renderTimeout);
+        if (!timeoutMs || timeoutMs < 1000)
+          throw new SluiceError(
+            "ConfigInvalid",
+            `--render-timeout ${o.renderTimeout}: expected a duration of at least 1s`,
+          );
         const running = await startServe({
           config: o.config,
           stateDir: resolve(o.stateDir),
           listen: o.listen,
-          concurrency: Number(o.concurrency),
+          concurrency: count("--concurrency", o.concurrency, 1),
+          renderLimits: {
+            maxObjects: count("--max-objects", o.maxObjects, 1),
+            maxFileBytes: count("--max-file-bytes", o.maxFileBytes, 1024),
+            timeoutMs,
+          },
           ...(o.ageKeyFile ? { ageKeyFile: o.ageKeyFile } : {}),
         });
         process.stderr.write(`sluice serving at ${running.url} (operator token in ${running.tokenFile})\n`);

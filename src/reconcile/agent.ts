@@ -58,7 +58,7 @@ import {
 import { readUnitOutputs, stackOutputsAsVariables } from "../infra/index.js";
 import { type ChangeSet, countActions } from "../plan/index.js";
 import { type GitTarget, type PromoteResult, promoteBranch, revertLast } from "../promote/index.js";
-import { envsubst, render } from "../render/index.js";
+import { envsubst, type RenderLimits, render } from "../render/index.js";
 import { RolloutEngine, type RolloutStatus } from "../rollouts/index.js";
 import type { AgeIdentities } from "../sops/index.js";
 import type { Artifact, GitRepositorySpec, GitSource } from "../source/index.js";
@@ -90,6 +90,8 @@ export interface AgentOptions {
   now?: () => Date;
   /** How often TTLs and purge schedules are checked (default 30 s). */
   lifecycleIntervalMs?: number;
+  /** Resource bounds of a unit's render (largest file, most objects, longest kustomize run, aliases). */
+  renderLimits?: Partial<RenderLimits>;
   /** Where image update automations keep their working copies (default: a temporary directory). */
   workDir?: string;
   /** Sluice's state directory, where `sluice stack` keeps OpenTofu state (for `StackOutputs`). */
@@ -1365,6 +1367,7 @@ export class Agent extends EventEmitter {
       unitVars: unitLayers,
       allowUndefined: spec.postBuild?.allowUndefined ?? false,
       ...(this.opts.ageIdentities ? { ageIdentities: this.opts.ageIdentities } : {}),
+      ...(this.opts.renderLimits ? { limits: this.opts.renderLimits } : {}),
     });
     let objects = result.objects;
     if (env.namespace) objects = isolate(objects, env.namespace, this.firstUnit(kust));
