@@ -7,19 +7,19 @@
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { after, before, test } from "node:test";
+import { promisify } from "node:util";
 import { openStore, type RunRecord } from "../src/store/index.js";
-import { type ControlPlane, startControlPlane } from "./support/controlplane.js";
 import { eventually, type Harness, harness } from "./support/agent.js";
+import { type ControlPlane, startControlPlane } from "./support/controlplane.js";
 
 const run = promisify(execFile);
 const NS = "sluice-agents";
 const LEASE_MS = 4000;
 const BRANCHES = ["env/a", "env/b", "env/c", "env/d", "env/e", "env/f"];
-const ENVS = BRANCHES.map((b) => `sh-${b.slice(4)}`);
+const ENVS = BRANCHES.map((b) => `sh-env-${b.slice(4)}`);
 
 /** A web app that becomes ready only after 6 s, so an apply (which waits for health) is slow. */
 const APP = `apiVersion: apps/v1
@@ -76,7 +76,14 @@ let h: Harness;
 const children: ChildProcess[] = [];
 
 async function podsOf(env: string): Promise<{ Name: string; Status: string }[]> {
-  const { stdout } = await run("podman", ["pod", "ps", "--format", "json", "--filter", `label=sluice.dev/env=${env}`]);
+  const { stdout } = await run("podman", [
+    "pod",
+    "ps",
+    "--format",
+    "json",
+    "--filter",
+    `label=sluice.dev/env=${env}`,
+  ]);
   return JSON.parse(stdout || "[]");
 }
 
@@ -86,7 +93,16 @@ function startReplica(id: string): { proc: ChildProcess; state: string; lines: s
   writeFileSync(join(state, "config", "sluice.yaml"), CONFIG.replaceAll("GIT_URL", h.server.repoUrl("app")));
   const proc = spawn(
     process.execPath,
-    ["--import", "tsx", join(import.meta.dirname, "support", "cluster-replica.ts"), state, id, cp.kubeconfigPath, NS, String(LEASE_MS)],
+    [
+      "--import",
+      "tsx",
+      join(import.meta.dirname, "support", "cluster-replica.ts"),
+      state,
+      id,
+      cp.kubeconfigPath,
+      NS,
+      String(LEASE_MS),
+    ],
     { stdio: ["ignore", "pipe", "pipe"], detached: true },
   );
   children.push(proc);
@@ -134,6 +150,7 @@ after(async () => {
     for (const p of pods) await run("podman", ["pod", "rm", "-f", "-t", "0", p.Name]).catch(() => {});
   }
   await h?.server.stop();
+  if (h) rmSync(h.dir, { recursive: true, force: true });
   await cp?.stop();
 });
 
@@ -193,10 +210,45 @@ test("killing the replica that is applying: the other converges its environments
   // Never two agents on one environment: a's runs (the killed one ends at the kill) end before b's start.
   const aRuns = runsOf(a.state);
   for (const env of ENVS) {
-    const aEnd = Math.max(0, ...aRuns.filter((r) => r.env === env).map((r) => (r.endedAt ? Date.parse(r.endedAt) : killedAt)));
-    const bStart = Math.min(Infinity, ...bRuns.filter((r) => r.env === env).map((r) => Date.parse(r.startedAt)));
-    if (aEnd > 0 && bStart < Infinity) assert.ok(aEnd <= bStart, `${env}: agent-a ran until ${aEnd}, agent-b started ${bStart}`);
+    const aEnd = Math.max(
+      0,
+      ...aRuns.filter((r) => r.env === env).map((r) => (r.endedAt ? Date.parse(r.endedAt) : killedAt)),
+    );
+    const bStart = Math.min(
+      Infinity,
+      ...bRuns.filter((r) => r.env === env).map((r) => Date.parse(r.startedAt)),
+    );
+    if (aEnd > 0 && bStart < Infinity)
+      assert.ok(aEnd <= bStart, `${env}: agent-a ran until ${aEnd}, agent-b started ${bStart}`);
   }
   assert.ok(aEnvs.includes(victim));
   assert.ok(bRuns.some((r) => r.env === victim && r.result === "succeeded"));
+
+  // Run summaries survived agent-a: each environment's state ConfigMap, written by its owner.
+  const { KubeApi, kubeconfigConnection, readEnvironmentState } = await import("../src/cluster/index.js");
+  const api = new KubeApi(kubeconfigConnection(cp.kubeconfigPath));
+  try {
+    const snap = await eventually(
+      async () => {
+        const s = await readEnvironmentState(api, NS, victim);
+        return s?.writtenBy === "agent-b" &&
+          s.runs.some((r) => r.replica === "agent-b" && r.result === "succeeded")
+          ? s
+          : undefined;
+      },
+      `the state of ${victim} written by agent-b`,
+      30_000,
+    );
+    const fromA = snap.runs.filter((r) => r.replica === "agent-a");
+    t.diagnostic(`state of ${victim}: ${snap.runs.map((r) => `${r.replica}:${r.result}`).join(", ")}`);
+    assert.ok(fromA.length > 0, "agent-a's runs are kept");
+    assert.ok(
+      fromA.every((r) => r.result !== "running"),
+      "a run agent-a left running shows as interrupted",
+    );
+    assert.equal(snap.environment?.name, victim);
+    for (const env of ENVS) assert.ok(await readEnvironmentState(api, NS, env), `state of ${env}`);
+  } finally {
+    api.close();
+  }
 });

@@ -18,6 +18,7 @@ import {
   kubeconfigConnection,
   Membership,
 } from "../src/cluster/index.js";
+import { sluice } from "./support/cli.js";
 import { type ControlPlane, startControlPlane } from "./support/controlplane.js";
 
 const NS = "sluice-shards";
@@ -34,7 +35,11 @@ let saDir: string;
 class Cuttable implements KubeRequester {
   cut = false;
   constructor(private readonly inner: KubeApi) {}
-  async request(method: string, path: string, opts?: { body?: unknown; timeoutMs?: number }): Promise<KubeResponse> {
+  async request(
+    method: string,
+    path: string,
+    opts?: { body?: unknown; timeoutMs?: number },
+  ): Promise<KubeResponse> {
     if (this.cut) throw new Error("connection cut");
     const r = await this.inner.request(method, path, opts);
     if (this.cut) throw new Error("connection cut");
@@ -70,7 +75,8 @@ function replica(id: string): Replica {
 
 async function must(res: Promise<KubeResponse>, what: string): Promise<KubeResponse> {
   const r = await res;
-  if (r.status >= 300 && r.status !== 409) throw new Error(`${what}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+  if (r.status >= 300 && r.status !== 409)
+    throw new Error(`${what}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
   return r;
 }
 
@@ -79,7 +85,9 @@ before(async () => {
   admin = new KubeApi(kubeconfigConnection(cp.kubeconfigPath));
   await must(admin.request("POST", "/api/v1/namespaces", { body: { metadata: { name: NS } } }), "namespace");
   await must(
-    admin.request("POST", `/api/v1/namespaces/${NS}/serviceaccounts`, { body: { metadata: { name: "sluice" } } }),
+    admin.request("POST", `/api/v1/namespaces/${NS}/serviceaccounts`, {
+      body: { metadata: { name: "sluice" } },
+    }),
     "service account",
   );
   await must(
@@ -109,7 +117,11 @@ before(async () => {
   );
   const tok = await must(
     admin.request("POST", `/api/v1/namespaces/${NS}/serviceaccounts/sluice/token`, {
-      body: { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec: { expirationSeconds: 3600 } },
+      body: {
+        apiVersion: "authentication.k8s.io/v1",
+        kind: "TokenRequest",
+        spec: { expirationSeconds: 3600 },
+      },
     }),
     "token",
   );
@@ -194,8 +206,12 @@ test("three replicas share 300 environments: never two owners; a dead one's move
     await Promise.all(replicas.map((r) => r.m.start()));
     const startMs = await until(() => checker.stable(), "three replicas to own every environment", 4 * D);
     const three = checker.snapshot();
-    const shares = ["sluice-a", "sluice-b", "sluice-c"].map((id) => ENVS.filter((e) => three.get(e) === id).length);
-    t.diagnostic(`3 replicas: shares ${shares.join("/")}, every environment owned ${Math.round(startMs)} ms after start`);
+    const shares = ["sluice-a", "sluice-b", "sluice-c"].map(
+      (id) => ENVS.filter((e) => three.get(e) === id).length,
+    );
+    t.diagnostic(
+      `3 replicas: shares ${shares.join("/")}, every environment owned ${Math.round(startMs)} ms after start`,
+    );
     for (const n of shares) assert.ok(n > 60 && n < 140, `uneven share ${n}`);
 
     // Kill b: its connection is cut, it stays in the checker (a partitioned replica must fence itself).
@@ -205,7 +221,11 @@ test("three replicas share 300 environments: never two owners; a dead one's move
     b.api.cut = true;
     await until(() => !b.m.acting(), "the cut replica to fence itself", 2 * D);
     const fencedMs = performance.now() - killedAt;
-    await until(() => bEnvs.every((e) => checker.current.get(e) && checker.current.get(e) !== "sluice-b"), "takeover", 3 * D);
+    await until(
+      () => bEnvs.every((e) => checker.current.get(e) && checker.current.get(e) !== "sluice-b"),
+      "takeover",
+      3 * D,
+    );
     const takeoverMs = Math.max(...bEnvs.map((e) => checker.changedAt.get(e)! - killedAt));
     const afterKill = checker.snapshot();
     t.diagnostic(
@@ -213,7 +233,8 @@ test("three replicas share 300 environments: never two owners; a dead one's move
         `the others owned all of them ${Math.round(takeoverMs)} ms after the kill (lease ${D} ms, poll ${P} ms, renew ${R} ms)`,
     );
     assert.ok(takeoverMs <= D + 2 * P + 1500, `takeover took ${takeoverMs} ms`);
-    for (const e of ENVS) if (three.get(e) !== "sluice-b") assert.equal(afterKill.get(e), three.get(e), `${e} moved`);
+    for (const e of ENVS)
+      if (three.get(e) !== "sluice-b") assert.equal(afterKill.get(e), three.get(e), `${e} moved`);
     assert.ok(checker.stable());
 
     // b comes back (a new process with the same id): it warms up, then takes back its own.
@@ -233,17 +254,51 @@ test("three replicas share 300 environments: never two owners; a dead one's move
     await until(() => checker.stable() && d.m.acting(), "sluice-d to own its share", 4 * D);
     const four = checker.snapshot();
     const m = moved(rejoined, four);
-    t.diagnostic(`a fourth replica took ${m.length} of 300 environments (${((m.length / 300) * 100).toFixed(1)}%)`);
+    t.diagnostic(
+      `a fourth replica took ${m.length} of 300 environments (${((m.length / 300) * 100).toFixed(1)}%)`,
+    );
     for (const e of m) assert.equal(four.get(e), "sluice-d");
     assert.ok(m.length >= 50 && m.length <= 100, `moved ${m.length}`);
+
+    // `sluice shards` (one look at the Leases) places environments as the replicas do.
+    const named = ENVS.slice(0, 30);
+    const cli = await sluice([
+      "shards",
+      "--kubeconfig",
+      cp.kubeconfigPath,
+      "--namespace",
+      NS,
+      "-o",
+      "json",
+      ...named,
+    ]);
+    assert.equal(cli.code, 0, cli.stderr);
+    const shown = JSON.parse(cli.stdout) as {
+      members: { id: string; live: boolean }[];
+      owners: Record<string, string>;
+    };
+    assert.deepEqual(
+      shown.members
+        .filter((x) => x.live)
+        .map((x) => x.id)
+        .sort(),
+      ["sluice-a", "sluice-b", "sluice-c", "sluice-d"],
+    );
+    for (const e of named) assert.equal(shown.owners[e], four.get(e), e);
 
     // Graceful leave: d releases its Lease; the others take over without waiting for expiry.
     const dEnvs = ENVS.filter((e) => four.get(e) === "sluice-d");
     const leftAt = performance.now();
     await d.m.stop();
-    await until(() => dEnvs.every((e) => checker.current.get(e) && checker.current.get(e) !== "sluice-d"), "handover", 2 * D);
+    await until(
+      () => dEnvs.every((e) => checker.current.get(e) && checker.current.get(e) !== "sluice-d"),
+      "handover",
+      2 * D,
+    );
     const handoverMs = Math.max(...dEnvs.map((e) => checker.changedAt.get(e)! - leftAt));
-    t.diagnostic(`sluice-d left gracefully: its ${dEnvs.length} environments owned again after ${Math.round(handoverMs)} ms`);
+    t.diagnostic(
+      `sluice-d left gracefully: its ${dEnvs.length} environments owned again after ${Math.round(handoverMs)} ms`,
+    );
     assert.ok(handoverMs < D, `handover took ${handoverMs} ms`);
 
     checker.sample();

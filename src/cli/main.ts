@@ -25,6 +25,7 @@ const lazy: [names: string[], load: () => Promise<Registrar>][] = [
   [["image"], async () => (await import("./image.js")).registerImage],
   [["stack"], async () => (await import("./stack.js")).registerStack],
   [["plan"], async () => (await import("./plan.js")).registerPlan],
+  [["bootstrap", "uninstall", "shards"], async () => (await import("./bootstrap.js")).registerCluster],
 ];
 
 export async function buildProgram(argv: string[] = process.argv): Promise<Command> {

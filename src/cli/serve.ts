@@ -4,11 +4,19 @@
  * operator token in `<state-dir>/operator-token` (mode 0600; never printed or logged).
  */
 import { existsSync, mkdirSync, statSync, writeFileSync } from "node:fs";
-import { homedir } from "node:os";
+import { homedir, hostname } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import type { Command } from "commander";
 import pino, { type Logger } from "pino";
 import { assertPassed, runSmokeTest } from "../checks/index.js";
+import {
+  defaultConnection,
+  KubeApi,
+  listEnvironmentStates,
+  Membership,
+  restoreEnvironment,
+  StateMirror,
+} from "../cluster/index.js";
 import { parseDuration, SluiceError } from "../core/index.js";
 import { eventFromAgent, Notifier } from "../notify/index.js";
 import type { AgentEvent } from "../reconcile/index.js";
@@ -29,8 +37,15 @@ export interface ServeOptions {
   /** Resource bounds of every render (defaults: render/'s `defaultRenderLimits`). */
   renderLimits?: Partial<RenderLimits>;
   ageKeyFile?: string;
-  /** For environments whose target is a Kubernetes cluster. */
+  /** For environments whose target is a Kubernetes cluster (and the shard Leases). */
   kubeconfig?: string;
+  /**
+   * Run as one of several replicas sharing the environments: member Leases in this namespace,
+   * environments assigned by rendezvous hashing (src/cluster). Unset: this process owns everything.
+   */
+  shard?: { namespace: string; replicaId: string; leaseDurationMs?: number };
+  /** The local podman target (default true); off in a cluster, where there is no podman. */
+  localTarget?: boolean;
   log?: Logger;
   /** Reported after each smoke-test check (the demo prints them like the seed's test.sh). */
   onCheck?: (env: string, unit: string, line: string) => void;
@@ -39,7 +54,8 @@ export interface ServeOptions {
 export interface Running {
   agent: Agent;
   store: Store;
-  local: LocalTarget;
+  /** Absent with `localTarget: false`. */
+  local: LocalTarget | undefined;
   url: string;
   tokenFile: string;
   stop(): Promise<void>;
@@ -65,15 +81,28 @@ export async function startServe(opts: ServeOptions): Promise<Running> {
       }
       writeFileSync(tokenFile, `${store.addToken("operator", "operator")}\n`, { mode: 0o600 });
     }
-    const local = await createLocalTarget({
-      stateDir: join(opts.stateDir, "local"),
-      log: (m: string) => log.debug(m),
-    });
+    const local =
+      opts.localTarget === false
+        ? undefined
+        : await createLocalTarget({
+            stateDir: join(opts.stateDir, "local"),
+            log: (m: string) => log.debug(m),
+          });
     // `kubernetes` or `kubernetes:<context>` (Environments rule `target`): one connection per
     // context, made on first use, from --kubeconfig, $KUBECONFIG or ~/.kube/config.
     const clusters = new Map<string, Target>();
     const target = (name: string): Target => {
-      if (name === "local") return local;
+      if (name === "local") {
+        if (!local)
+          throw new SluiceError(
+            "TargetUnavailable",
+            "the local target is off in this process (--no-local-target)",
+            {
+              hint: "give the environment a kubernetes target, or run sluice serve with podman",
+            },
+          );
+        return local;
+      }
       const m = /^kubernetes(?::(.+))?$/.exec(name);
       if (!m) {
         throw new SluiceError("TargetUnavailable", `unknown target ${name}`, {
@@ -99,9 +128,9 @@ export async function startServe(opts: ServeOptions): Promise<Running> {
       for (const st of smokeTests) {
         const ns = st.spec.service.namespace ?? st.namespace ?? "default";
         const want = st.spec.service;
-        const ports = local
-          .serviceAddresses({ env: env.name, unit })
-          .filter((a) => a.namespace === ns && a.name === want.name);
+        const ports = (local?.serviceAddresses({ env: env.name, unit }) ?? []).filter(
+          (a) => a.namespace === ns && a.name === want.name,
+        );
         const addr = (ports.find((a) => a.port === Number(want.port)) ?? ports[0])?.address;
         if (!addr) {
           throw new SluiceError(
@@ -115,7 +144,25 @@ export async function startServe(opts: ServeOptions): Promise<Running> {
         assertPassed(st.name, report);
       }
     };
-    const agent = new Agent({
+    // Sharding: which environments this replica owns, from the member Leases.
+    let membership: Membership | undefined;
+    let kubeApi: KubeApi | undefined;
+    let agentStopped: Promise<void> | undefined;
+    if (opts.shard) {
+      kubeApi = new KubeApi(defaultConnection(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}));
+      membership = new Membership({
+        api: kubeApi,
+        namespace: opts.shard.namespace,
+        id: opts.shard.replicaId,
+        ...(opts.shard.leaseDurationMs ? { leaseDurationMs: opts.shard.leaseDurationMs } : {}),
+        beforeRelease: () => {
+          agentStopped ??= agent.stop();
+          return agentStopped;
+        },
+        log: (m: string) => log.info(m),
+      });
+    }
+    const agent: Agent = new Agent({
       configPath: resolve(opts.config),
       // Everything the configuration reads stays inside its directory (or the file's directory).
       configRoot: statSync(opts.config).isDirectory() ? resolve(opts.config) : dirname(resolve(opts.config)),
@@ -129,9 +176,26 @@ export async function startServe(opts: ServeOptions): Promise<Running> {
       infraStateDir: opts.stateDir,
       ...(ids.identities.length ? { ageIdentities: ids } : {}),
       postApply,
+      ...(membership ? { owns: (e: string) => membership.owns(e) } : {}),
     });
     const [host, port] = parseListen(opts.listen);
     await agent.start();
+    let mirror: StateMirror | undefined;
+    if (membership && kubeApi && opts.shard) {
+      const m = membership;
+      const api = kubeApi;
+      const ns = opts.shard.namespace;
+      m.onChange(async () => {
+        // Environments this replica takes over come with what their last owner recorded.
+        for (const snap of await listEnvironmentStates(api, ns))
+          if (m.owns(snap.env)) restoreEnvironment(store, snap);
+        await agent.reshard();
+        m.publish(store.listEnvironments().filter((e) => m.owns(e.name)).length);
+      });
+      await m.start();
+      mirror = new StateMirror({ agent, store, api, namespace: ns, replica: m.id, owns: (e) => m.owns(e) });
+      mirror.start();
+    }
     // Notifications (Flux Provider + Alert): every agent event an Alert takes, delivered with
     // retries in the background; secrets of the configuration masked.
     const scrub = makeScrubber(agent.configuration);
@@ -151,9 +215,10 @@ export async function startServe(opts: ServeOptions): Promise<Running> {
         objectHealth: (env, unit, refs) => target(env.target).health({ env: env.name, unit }, refs),
         urls: (env, unit) =>
           env.target === "local"
-            ? local
-                .serviceAddresses({ env: env.name, unit })
-                .map((a) => ({ name: `${a.name}:${a.port}`, url: `http://127.0.0.1:${a.address.port}/` }))
+            ? (local?.serviceAddresses({ env: env.name, unit }) ?? []).map((a) => ({
+                name: `${a.name}:${a.port}`,
+                url: `http://127.0.0.1:${a.address.port}/`,
+              }))
             : [],
       },
     });
@@ -167,9 +232,13 @@ export async function startServe(opts: ServeOptions): Promise<Running> {
       stop: async () => {
         await api.close();
         agent.off("change", onChange);
-        await agent.stop();
+        await mirror?.stop();
+        await membership?.stop();
+        agentStopped ??= agent.stop();
+        await agentStopped;
+        kubeApi?.close();
         await notifier.close();
-        await local.close();
+        await local?.close();
         for (const c of clusters.values()) await c.close();
         store.close();
       },
@@ -205,6 +274,17 @@ export function registerServe(program: Command): void {
     .option("--max-file-bytes <n>", "largest file a render reads from a repository", String(4 * 1024 * 1024))
     .option("--render-timeout <duration>", "longest a kustomize build may run", "2m")
     .option("--age-key-file <file>", "age identities for SOPS decryption")
+    .option(
+      "--kubeconfig <file>",
+      "for kubernetes targets and shard Leases (default $KUBECONFIG, ~/.kube/config, or in-cluster)",
+    )
+    .option(
+      "--shard-namespace <ns>",
+      "share environments with the other replicas whose Leases are in this namespace",
+    )
+    .option("--replica-id <id>", "this replica's id among them (default $POD_NAME, else the hostname)")
+    .option("--lease-duration <duration>", "how long a silent replica still counts", "15s")
+    .option("--no-local-target", "do not start the local podman target (in a cluster)")
     .action(
       async (o: {
         config: string;
@@ -215,6 +295,11 @@ export function registerServe(program: Command): void {
         maxFileBytes: string;
         renderTimeout: string;
         ageKeyFile?: string;
+        kubeconfig?: string;
+        shardNamespace?: string;
+        replicaId?: string;
+        leaseDuration: string;
+        localTarget: boolean;
       }) => {
         const count = (flag: string, v: string, min: number) => {
           const n = Number(v);
@@ -242,6 +327,17 @@ export function registerServe(program: Command): void {
             timeoutMs,
           },
           ...(o.ageKeyFile ? { ageKeyFile: o.ageKeyFile } : {}),
+          ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}),
+          localTarget: o.localTarget,
+          ...(o.shardNamespace
+            ? {
+                shard: {
+                  namespace: o.shardNamespace,
+                  replicaId: o.replicaId ?? process.env.POD_NAME ?? hostname(),
+                  leaseDurationMs: parseDuration(o.leaseDuration) ?? 15_000,
+                },
+              }
+            : {}),
         });
         process.stderr.write(`sluice serving at ${running.url} (operator token in ${running.tokenFile})\n`);
         await new Promise<void>((done) => {

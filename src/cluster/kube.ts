@@ -91,7 +91,10 @@ export function kubeconfigConnection(file: string, context?: string): KubeConnec
   if (typeof user.token === "string") conn.token = user.token;
   else if (typeof user.tokenFile === "string") conn.tokenFile = resolve(base, user.tokenFile);
   if (!/^https?:\/\//.test(conn.server)) {
-    throw new SluiceError("ConfigInvalid", `kubeconfig ${file}: cluster server "${conn.server}" is not a URL`);
+    throw new SluiceError(
+      "ConfigInvalid",
+      `kubeconfig ${file}: cluster server "${conn.server}" is not a URL`,
+    );
   }
   return conn;
 }
@@ -108,9 +111,13 @@ export function inClusterConnection(
   const host = env.KUBERNETES_SERVICE_HOST;
   const port = env.KUBERNETES_SERVICE_PORT;
   if (!host || !port) {
-    throw new SluiceError("ConfigInvalid", "not running in a cluster: KUBERNETES_SERVICE_HOST/PORT are unset", {
-      hint: "pass --kubeconfig, or run Sluice in a pod",
-    });
+    throw new SluiceError(
+      "ConfigInvalid",
+      "not running in a cluster: KUBERNETES_SERVICE_HOST/PORT are unset",
+      {
+        hint: "pass --kubeconfig, or run Sluice in a pod",
+      },
+    );
   }
   let ca: Buffer;
   let namespace = "default";
@@ -118,10 +125,14 @@ export function inClusterConnection(
     ca = readFileSync(join(dir, "ca.crt"));
     statSync(join(dir, "token"));
   } catch (e) {
-    throw new SluiceError("ConfigInvalid", `service account files missing in ${dir}: ${(e as Error).message}`, {
-      cause: e,
-      hint: "the pod needs automountServiceAccountToken: true",
-    });
+    throw new SluiceError(
+      "ConfigInvalid",
+      `service account files missing in ${dir}: ${(e as Error).message}`,
+      {
+        cause: e,
+        hint: "the pod needs automountServiceAccountToken: true",
+      },
+    );
   }
   try {
     namespace = readFileSync(join(dir, "namespace"), "utf8").trim() || namespace;
@@ -136,7 +147,9 @@ export function inClusterConnection(
 export function defaultConnection(opts: { kubeconfig?: string; context?: string } = {}): KubeConnection {
   if (!opts.kubeconfig && process.env.KUBERNETES_SERVICE_HOST) return inClusterConnection();
   const file =
-    opts.kubeconfig ?? process.env.KUBECONFIG?.split(":")[0] ?? join(process.env.HOME ?? "/", ".kube", "config");
+    opts.kubeconfig ??
+    process.env.KUBECONFIG?.split(":")[0] ??
+    join(process.env.HOME ?? "/", ".kube", "config");
   return kubeconfigConnection(file, opts.context);
 }
 
@@ -210,21 +223,25 @@ export class KubeApi implements KubeRequester {
         headers["Content-Type"] = opts.contentType ?? "application/json";
         headers["Content-Length"] = String(payload.length);
       }
-      const req = https.request(new URL(this.conn.server + path), { method, headers, agent: this.agent }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("error", reject);
-        res.on("end", () => {
-          const text = Buffer.concat(chunks).toString("utf8");
-          let body: unknown = text;
-          try {
-            body = text ? JSON.parse(text) : undefined;
-          } catch {
-            // keep the text
-          }
-          resolveP({ status: res.statusCode ?? 0, body });
-        });
-      });
+      const req = https.request(
+        new URL(this.conn.server + path),
+        { method, headers, agent: this.agent },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (c: Buffer) => chunks.push(c));
+          res.on("error", reject);
+          res.on("end", () => {
+            const text = Buffer.concat(chunks).toString("utf8");
+            let body: unknown = text;
+            try {
+              body = text ? JSON.parse(text) : undefined;
+            } catch {
+              // keep the text
+            }
+            resolveP({ status: res.statusCode ?? 0, body });
+          });
+        },
+      );
       req.setTimeout(opts.timeoutMs ?? 10_000, () => req.destroy(new Error("request timed out")));
       req.on("error", reject);
       if (payload) req.write(payload);
@@ -235,7 +252,8 @@ export class KubeApi implements KubeRequester {
 
 /** The API's own message for a failed request (a Status object), or the HTTP status. */
 export function statusMessage(res: KubeResponse): string {
-  if (res.body && typeof res.body === "object" && typeof res.body.message === "string") return res.body.message;
+  if (res.body && typeof res.body === "object" && typeof res.body.message === "string")
+    return res.body.message;
   return `HTTP ${res.status}`;
 }
 

@@ -220,7 +220,9 @@ export class Membership extends EventEmitter {
       members: this.members(),
       ...(this.tenureStart !== undefined ? { tenureStartedMs: Math.round(t - this.tenureStart) } : {}),
       warmupLeftMs:
-        this.tenureStart === undefined ? this.warmupMs : Math.max(0, Math.round(this.tenureStart + this.warmupMs - t)),
+        this.tenureStart === undefined
+          ? this.warmupMs
+          : Math.max(0, Math.round(this.tenureStart + this.warmupMs - t)),
     };
   }
 
@@ -377,7 +379,8 @@ export class Membership extends EventEmitter {
       present.add(name);
       const rv = l.metadata.resourceVersion ?? "";
       const prev = this.observed.get(name);
-      if (!prev || prev.rv !== rv || prev.gone) this.observed.set(name, { rv, seenAt: answered, lease: l, gone: false });
+      if (!prev || prev.rv !== rv || prev.gone)
+        this.observed.set(name, { rv, seenAt: answered, lease: l, gone: false });
     }
     for (const [name, o] of this.observed) if (!present.has(name)) o.gone = true;
     const live: string[] = [];
@@ -401,10 +404,15 @@ export class Membership extends EventEmitter {
     }
     // Leases silent for 3 D: their holder fenced itself long ago; delete them (only if unchanged).
     for (const o of expired) {
-      if (answered - o.seenAt < 3 * this.leaseDurationMs || o.lease.metadata.name === this.leaseName) continue;
-      await deleteLease(this.api, this.namespace, o.lease.metadata.name, o.lease.metadata.resourceVersion, 5000).catch(
-        () => undefined,
-      );
+      if (answered - o.seenAt < 3 * this.leaseDurationMs || o.lease.metadata.name === this.leaseName)
+        continue;
+      await deleteLease(
+        this.api,
+        this.namespace,
+        o.lease.metadata.name,
+        o.lease.metadata.resourceVersion,
+        5000,
+      ).catch(() => undefined);
     }
   }
 

@@ -208,7 +208,7 @@ export async function startDemo(opts: DemoOptions): Promise<Demo> {
     cleanups.push(async () => {
       // Remove what the environments run, then stop the agent.
       for (const e of ENVS)
-        for (const u of running.agent.unitsOf(e.name)) await running.local.destroy({ env: e.name, unit: u });
+        for (const u of running.agent.unitsOf(e.name)) await running.local?.destroy({ env: e.name, unit: u });
       await running.stop();
     });
     const hook = `${running.url}${receiverPath("flux-system", "git-push", token)}`;
@@ -223,7 +223,7 @@ export async function startDemo(opts: DemoOptions): Promise<Demo> {
     );
     const urls: Record<string, string> = {};
     for (const e of ENVS) {
-      const addr = running.local.serviceAddress({ env: e.name, unit: APP }, `${APP}-${e.name}`, APP);
+      const addr = running.local?.serviceAddress({ env: e.name, unit: APP }, `${APP}-${e.name}`, APP);
       if (addr) urls[e.name] = `http://${addr.host}:${addr.port}`;
     }
     return { apiUrl: running.url, gitUrl, registry: registry.url, workdir, urls, running, stop: stopAll };

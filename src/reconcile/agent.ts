@@ -1089,8 +1089,12 @@ export class Agent extends EventEmitter {
   private async work(key: string, triggers: string[]): Promise<void> {
     this.metrics.queueDepth.set(this.queue.depth);
     this.metrics.queueActive.set(this.queue.active);
-    if (key.startsWith("destroy:")) return this.destroyEnvironment(key.slice("destroy:".length));
+    if (key.startsWith("destroy:")) {
+      const name = key.slice("destroy:".length);
+      return this.owned(name) ? this.destroyEnvironment(name) : undefined;
+    }
     const { env, unit } = parseUnitKey(key);
+    if (!this.owned(env)) return; // handed to another replica while queued
     const st = this.envs.get(env);
     if (!st) return; // the environment went away while this was queued
     const kust = this.kustomizationsFor(st.source).find((k) => k.metadata.name === unit);
@@ -1212,6 +1216,8 @@ export class Agent extends EventEmitter {
         splitSluiceObjects(await this.renderUnit(env, kust, artifact)),
       );
       const objects = rendered.workloads;
+      // Ownership can move while rendering: the new owner applies, never both.
+      if (!this.owned(env.name)) throw new HandedOff();
       const target = this.opts.target(env.target);
       // Every apply goes through the rollout engine: a unit without a Rollout (and no recorded
       // rollout state) is applied as is; one with a Rollout gets its slots, traffic and checks.
@@ -1289,6 +1295,11 @@ export class Agent extends EventEmitter {
           this.queue.enqueue(unitKey({ env: env.name, unit: k.metadata.name }), "dependency");
       }
     } catch (e) {
+      if (e instanceof HandedOff) {
+        // Not a failure: the environment's new owner reconciles it; this run just stops.
+        this.opts.store.finishRun(runId, { result: "interrupted", message: e.message, stages, summary: {} });
+        return;
+      }
       const reason: Reason = e instanceof StageError ? e.reason : "ReconciliationFailed";
       const msg = errorMessage(e instanceof StageError ? e.cause : e);
       this.writeStatus(base, "False", reason, msg);
@@ -1504,6 +1515,13 @@ export class Agent extends EventEmitter {
 
   private emitEvent(e: AgentEvent): void {
     this.emit("change", e);
+  }
+}
+
+/** The environment moved to another replica (sharding) before this run applied anything. */
+class HandedOff extends Error {
+  constructor() {
+    super("handed off to another replica before the apply");
   }
 }
 
