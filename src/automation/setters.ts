@@ -33,7 +33,7 @@ import {
   type Scalar,
   visit,
 } from "yaml";
-import { SluiceError, secureResolve } from "../core/index.js";
+import { checkYamlNesting, defaultYamlLimits, SluiceError, secureResolve } from "../core/index.js";
 import { parseImageRef } from "./imageref.js";
 import type {
   IgnoredMarker,
@@ -90,6 +90,8 @@ export function applySetters(
   latest: LatestImages,
   opts: SetterOptions = {},
 ): FileSetterResult {
+  // Before parsing: megabytes of nesting would be built into gigabytes first.
+  checkYamlNesting(text, file, defaultYamlLimits.maxDepth);
   const lc = new LineCounter();
   const docList = [...parseAllDocuments(text, { lineCounter: lc })];
   for (const d of docList) {

@@ -62,10 +62,7 @@ export async function runSmokeTest(
 export function assertPassed(name: string, report: SmokeReport): void {
   const bad = report.results.find((r) => !r.ok);
   if (bad)
-    throw new SluiceError(
-      "HealthCheckFailed",
-      `smoke test ${name}: check "${bad.name}" failed: ${bad.detail}`,
-    );
+    throw new SluiceError("SmokeTestFailed", `smoke test ${name}: check "${bad.name}" failed: ${bad.detail}`);
 }
 
 function tcpCheck(addr: Address, timeoutMs: number): Promise<string> {

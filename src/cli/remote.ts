@@ -15,7 +15,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { type Command, Option } from "commander";
 import { errorMessage, isSluiceError, SluiceError } from "../core/index.js";
-import type { ImageStatus } from "../reconcile/index.js";
+import type { CheckRecord, ImageStatus } from "../reconcile/index.js";
 import type {
   ApiErrorBody,
   EnvironmentsAnswer,
@@ -397,6 +397,40 @@ export function registerRemoteCommands(program: Command, io: RemoteIO = {}): voi
             a.lastCommit?.slice(0, 10) ?? "-",
             a.message,
           ]),
+        ),
+      );
+    }),
+  );
+
+  connOptions(
+    outputOption(
+      get
+        .command("checks")
+        .aliases(["check", "smoketests"])
+        .description("the last smoke-test results of each unit, check by check")
+        .option("--env <env>", "only this environment"),
+    ),
+  ).action(
+    run(async (f: ConnFlags & { output: Output; env?: string }) => {
+      const { checks } = await client(f, env).get<{ checks: CheckRecord[] }>("/api/v1/checks", {
+        env: f.env,
+      });
+      if (f.output === "json") return out(json(checks));
+      if (!checks.length && empty("smoke-test results", f.output)) return;
+      out(
+        formatTable(
+          ["ENVIRONMENT", "UNIT", "SMOKETEST", "CHECK", "RESULT", "TIME", "DETAIL"],
+          checks.flatMap((c) =>
+            c.results.map((r) => [
+              c.env,
+              c.unit,
+              c.smokeTest,
+              r.name,
+              r.ok ? "passed" : "FAILED",
+              `${r.ms} ms`,
+              truncate(clean(r.detail), 100),
+            ]),
+          ),
         ),
       );
     }),

@@ -124,7 +124,7 @@ export async function startServe(opts: ServeOptions): Promise<Running> {
     };
     const ids = await loadAgeIdentities({ keyFile: opts.ageKeyFile, env: process.env });
     // Smoke tests declared next to the configuration run after a unit is healthy.
-    const postApply: PostApplyHook = async ({ env, unit, smokeTests }) => {
+    const postApply: PostApplyHook = async ({ env, unit, smokeTests, record }) => {
       for (const st of smokeTests) {
         const ns = st.spec.service.namespace ?? st.namespace ?? "default";
         const want = st.spec.service;
@@ -134,13 +134,14 @@ export async function startServe(opts: ServeOptions): Promise<Running> {
         const addr = (ports.find((a) => a.port === Number(want.port)) ?? ports[0])?.address;
         if (!addr) {
           throw new SluiceError(
-            "HealthCheckFailed",
+            "SmokeTestFailed",
             `smoke test ${st.name}: Service ${ns}/${st.spec.service.name} has no local address`,
           );
         }
         const report = await runSmokeTest(st.spec, addr, (r) =>
           opts.onCheck?.(env.name, unit, `${r.ok ? "✓" : "✗"} ${r.name}: ${r.detail}`),
         );
+        record(st.name, report);
         assertPassed(st.name, report);
       }
     };

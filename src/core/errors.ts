@@ -23,6 +23,7 @@ export type ErrorCode =
   | "ReconciliationFailed"
   | "PruneFailed"
   | "HealthCheckFailed"
+  | "SmokeTestFailed"
   | "DependencyNotReady"
   | "DependencyCycle"
   | "TargetUnavailable"

@@ -5,6 +5,7 @@ export { analyzeGraph, type GraphAnalysis, type GraphNode } from "./graph.js";
 export { groupOf, isKubeObject, type KubeObject, type ObjectRef, objectKey, refOf, subject } from "./kube.js";
 export { isInside, secureReadFile, secureResolve } from "./securefs.js";
 export {
+  checkYamlNesting,
   defaultYamlLimits,
   parseYamlDocuments,
   parseYamlOne,

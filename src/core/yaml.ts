@@ -4,7 +4,7 @@
  * expansion is capped while converting (the "billion laughs" bomb, CVE-2019-11253), and nesting
  * depth is capped after. Errors name the file, the document index and the line.
  */
-import { type Document, isMap, isSeq, LineCounter, parseAllDocuments } from "yaml";
+import { type Document, isMap, isSeq, Lexer, LineCounter, parseAllDocuments } from "yaml";
 import { SluiceError } from "./errors.js";
 
 export interface YamlLimits {
@@ -57,6 +57,7 @@ export function parseYamlDocuments(
       },
     );
   }
+  checkYamlNesting(text, file, lim.maxDepth);
   const lc = new LineCounter();
   const docs = parseAllDocuments(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: false });
   // `parseAllDocuments` returns an EmptyStream (not an array) for empty input.
@@ -69,7 +70,10 @@ export function parseYamlDocuments(
       // The commonest cause in manifests: an unquoted ${VAR} inside {…} or […], where braces are
       // YAML syntax.
       const source = textLine(text, line) ?? "";
-      const flowPlaceholder = /[{[].*\$\{/.test(source);
+      // (Linear: a `{` or `[` before the last `${`. The regex /[{[].*\$\{/ took quadratic time
+      // on a long line, e.g. minutes for a 2 MB line of `[`.)
+      const lastPlaceholder = source.lastIndexOf("${");
+      const flowPlaceholder = lastPlaceholder > 0 && /[{[]/.test(source.slice(0, lastPlaceholder));
       throw new SluiceError(
         "YamlInvalid",
         `${file}: document ${index}, line ${line}: ${firstLine(firstErr.message)}`,
@@ -111,6 +115,36 @@ export function parseYamlDocuments(
       },
     };
   });
+}
+
+/**
+ * Refuses text whose nesting is surely deeper than `maxDepth`, before it is parsed: the parser
+ * builds about 1 KB per level, so 8 MB of `[` would take gigabytes and crash the process. Counts
+ * open flow collections (`[`, `{`) and, outside them, the block indicators of one line (`- - x`,
+ * `? - x`): never more than the real depth, so nothing the depth limit accepts is refused.
+ * Linear (the lexer alone), and it stops at the first excess.
+ * @throws SluiceError YamlInvalid naming the file and line.
+ */
+export function checkYamlNesting(text: string, file: string, maxDepth: number): void {
+  let flow = 0;
+  let onLine = 0;
+  let offset = 0;
+  for (const tok of new Lexer().lex(text)) {
+    // The lexer's control tokens (document, flow end, scalar markers) are not source text.
+    if (!(tok.length === 1 && (tok === "\x02" || tok === "\x18" || tok === "\x1f"))) offset += tok.length;
+    if (tok === "[" || tok === "{") flow++;
+    else if (tok === "]" || tok === "}") flow = Math.max(0, flow - 1);
+    else if ((tok === "-" || tok === "?") && flow === 0) onLine++;
+    else if (tok === "\n" || tok === "\r\n") onLine = 0;
+    else continue;
+    // Levels counted include the outermost collection, which the depth limit does not.
+    if (flow + onLine > maxDepth + 1) {
+      const line = text.slice(0, offset).split("\n").length;
+      throw new SluiceError("YamlInvalid", `${file}: line ${line}: nesting deeper than ${maxDepth} levels`, {
+        detail: { file, line },
+      });
+    }
+  }
 }
 
 /** Parses every document of a YAML stream. Empty documents are returned with value null. */

@@ -46,15 +46,64 @@ export function registryBaseUrl(ref: ImageRef, insecure = false): string {
   return `${plain ? "http" : "https"}://${ref.apiHost}`;
 }
 
-/** Parses RFC 5988 `Link` header values; returns the target of `rel="next"`, if any. */
+/**
+ * Parses RFC 8288 `Link` header values; returns the target of the first link whose `rel` names
+ * `next` (relation types compare case-insensitively; only a link's first `rel` counts). Quoted
+ * parameter values may hold `,`, `;`, `<` and `>`. One pass, no backtracking: linear in the
+ * header's length whatever it holds.
+ */
 export function nextLink(header: string | null): string | undefined {
   if (!header) return undefined;
-  const re = /<([^>]*)>((?:\s*;\s*[^;,]+)*)/g;
-  for (const m of header.matchAll(re)) {
-    const params = m[2] ?? "";
-    const rel = /;\s*rel\s*=\s*(?:"([^"]*)"|([^\s;,]+))/i.exec(params);
-    const value = rel ? (rel[1] ?? rel[2] ?? "") : "";
-    if (value.split(/\s+/).includes("next")) return m[1];
+  const n = header.length;
+  let i = 0;
+  const ows = () => {
+    while (i < n && (header[i] === " " || header[i] === "\t")) i++;
+  };
+  const token = () => {
+    const start = i;
+    while (i < n && !/[\s;,="]/.test(header[i]!)) i++;
+    return header.slice(start, i);
+  };
+  const quotedString = () => {
+    let out = "";
+    i++; // the opening quote
+    while (i < n && header[i] !== '"') {
+      if (header[i] === "\\" && i + 1 < n) i++;
+      out += header[i];
+      i++;
+    }
+    i++; // the closing quote
+    return out;
+  };
+  while (i < n) {
+    const lt = header.indexOf("<", i);
+    if (lt < 0) return undefined;
+    const gt = header.indexOf(">", lt + 1);
+    if (gt < 0) return undefined;
+    const target = header.slice(lt + 1, gt);
+    i = gt + 1;
+    let rel: string | undefined;
+    for (;;) {
+      ows();
+      if (header[i] !== ";") break;
+      i++;
+      ows();
+      const name = token().toLowerCase();
+      ows();
+      let value = "";
+      if (header[i] === "=") {
+        i++;
+        ows();
+        value = header[i] === '"' ? quotedString() : token();
+      }
+      if (name === "rel" && rel === undefined) rel = value;
+    }
+    if (rel?.split(/\s+/).some((t) => t.toLowerCase() === "next")) return target;
+    // Anything else up to the next link-value (outside quotes) is skipped.
+    while (i < n && header[i] !== ",") {
+      if (header[i] === '"') quotedString();
+      else i++;
+    }
   }
   return undefined;
 }

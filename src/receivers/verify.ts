@@ -241,7 +241,9 @@ export class ReplayGuard {
   /** Records `id`; returns true when it was already seen within the window (a replay). */
   isReplay(id: string, now: number = Date.now()): boolean {
     this.expire(now);
-    const key = `${id.length}:${id.slice(0, 256)}`;
+    // A digest: bounded memory for long ids, and distinct ids never collide (a length and a
+    // 256-character prefix made two long ids sharing a prefix look like one replayed).
+    const key = createHash("sha256").update(id, "utf8").digest("base64");
     const at = this.seen.get(key);
     if (at !== undefined && now - at < this.windowMs) return true;
     this.seen.set(key, now);

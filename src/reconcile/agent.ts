@@ -69,7 +69,14 @@ import { ImageLoop, type ImageStatus } from "./images.js";
 import { AgentMetrics } from "./metrics.js";
 import { WorkQueue } from "./queue.js";
 import { splitSluiceObjects } from "./sluiceobjects.js";
-import { type AgentEvent, type PostApplyHook, parseUnitKey, type Reason, unitKey } from "./types.js";
+import {
+  type AgentEvent,
+  type CheckRecord,
+  type PostApplyHook,
+  parseUnitKey,
+  type Reason,
+  unitKey,
+} from "./types.js";
 
 export interface AgentOptions {
   /** Directory or file holding the configuration (Flux and Sluice kinds). */
@@ -708,6 +715,15 @@ export class Agent extends EventEmitter {
       .filter((x) => x.rollouts.length > 0);
   }
 
+  /** The last smoke-test results per unit (`sluice get checks`). */
+  listChecks(env?: string): CheckRecord[] {
+    return this.opts.store
+      .listKV("checks")
+      .map((e) => JSON.parse(e.value) as CheckRecord)
+      .filter((c) => !env || c.env === env)
+      .sort((a, b) => `${a.env}/${a.unit}/${a.smokeTest}`.localeCompare(`${b.env}/${b.unit}/${b.smokeTest}`));
+  }
+
   /** Builds, newest first (`sluice get builds`). */
   listBuilds(): BuildRecord[] {
     return this.builds?.list() ?? [];
@@ -1259,7 +1275,25 @@ export class Agent extends EventEmitter {
       const smokeTests = rendered.smokeTests.filter((t) => !byRollout.has(t.name));
       if (this.opts.postApply && smokeTests.length)
         await stage("checks", "SmokeTestFailed", () =>
-          this.opts.postApply!({ env, unit, objects, smokeTests }),
+          this.opts.postApply!({
+            env,
+            unit,
+            objects,
+            smokeTests,
+            record: (smokeTest, report) => {
+              const rec: CheckRecord = {
+                env: env.name,
+                unit,
+                smokeTest,
+                revision,
+                runId,
+                at: new Date().toISOString(),
+                ok: report.ok,
+                results: report.results,
+              };
+              this.opts.store.setKV("checks", `${env.name}/${unit}/${smokeTest}`, JSON.stringify(rec));
+            },
+          }),
         );
       const counts = countActions(changeSet);
       const drift =
@@ -1436,6 +1470,8 @@ export class Agent extends EventEmitter {
     }
     this.opts.store.setEnvironmentState(name, "destroyed");
     this.opts.store.deleteUnitStatus(name);
+    for (const c of this.opts.store.listKV("checks"))
+      if (c.key.startsWith(`${name}/`)) this.opts.store.deleteKV("checks", c.key);
     const after = this.opts.store.getEnvironment(name);
     this.event(
       name,

@@ -11,6 +11,7 @@ export { type QueueOptions, WorkQueue } from "./queue.js";
 export { type SmokeTestObject, splitSluiceObjects } from "./sluiceobjects.js";
 export {
   type AgentEvent,
+  type CheckRecord,
   type PostApplyHook,
   parseUnitKey,
   type Reason,

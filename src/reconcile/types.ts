@@ -49,10 +49,25 @@ export type AgentEvent =
   /** A build started, logged (`log` holds the new output) or finished. */
   | { type: "build"; build: string; commit: string; result: string; log?: string };
 
+/** What one smoke test found, recorded with the run (`sluice get checks`, the API, the dashboard). */
+export interface CheckRecord {
+  env: string;
+  unit: string;
+  smokeTest: string;
+  revision: string | null;
+  runId: number;
+  at: string;
+  ok: boolean;
+  /** Each check in order: name, pass/fail, duration, and what was seen (expected vs actual on failure). */
+  results: { name: string; ok: boolean; ms: number; detail: string }[];
+}
+
 /** A hook run after a unit applied and became healthy (smoke tests); throwing fails the run. */
 export type PostApplyHook = (ctx: {
   env: Environment;
   unit: string;
   objects: KubeObject[];
   smokeTests: SmokeTestObject[];
+  /** Records a smoke test's results with the run. */
+  record: (smokeTest: string, report: { ok: boolean; results: CheckRecord["results"] }) => void;
 }) => Promise<void>;

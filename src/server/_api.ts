@@ -241,6 +241,11 @@ export async function handleApi(
     );
     return json({ rollouts });
   }
+  if (parts.length === 1 && parts[0] === "checks") {
+    get();
+    const a = ctx.agent as ApiAgent & Partial<Pick<Agent, "listChecks">>;
+    return json({ checks: a.listChecks?.(query.get("env") || undefined) ?? [] });
+  }
   if (parts[0] === "builds") {
     if (parts.length === 1) {
       get();

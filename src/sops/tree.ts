@@ -5,7 +5,7 @@
  * Builders read YAML, JSON, dotenv and plain values; emitters write YAML, JSON, dotenv and binary.
  */
 import { isAlias, isMap, isScalar, isSeq, type Node, parseAllDocuments, Scalar, stringify } from "yaml";
-import { SluiceError } from "../core/index.js";
+import { checkYamlNesting, SluiceError } from "../core/index.js";
 
 export type Leaf =
   | { t: "str"; v: string }
@@ -139,6 +139,8 @@ export function fromValue(value: unknown, file: string, depth = 0): TNode {
 /** Parses YAML (or JSON, a subset of it) into branches, one per document, keeping order and types. */
 export function fromYamlText(text: string, file: string, what = "YAML"): Branch[] {
   if (Buffer.byteLength(text) > MAX_BYTES) fail(file, `larger than ${MAX_BYTES} bytes`);
+  // Before parsing: the parser would build megabytes of nesting (gigabytes of memory) first.
+  checkYamlNesting(text, file, MAX_DEPTH);
   const docs = parseAllDocuments(text, {
     schema: "core",
     intAsBigInt: true,

@@ -8,6 +8,7 @@ import { groupOf, SluiceError } from "../../core/index.js";
 
 export interface KubeResponse {
   status: number;
+  headers?: Record<string, string | string[] | undefined>;
   // biome-ignore lint/suspicious/noExplicitAny: API answers are untyped JSON
   body: any;
 }
@@ -127,13 +128,28 @@ export class KubeClient {
     opts: { body?: unknown; contentType?: string; timeoutMs?: number } = {},
   ): Promise<KubeResponse> {
     let lastErr: unknown;
-    for (let attempt = 0; attempt < 4; attempt++) {
+    let busy = 0;
+    for (let attempt = 0; attempt < 4; ) {
+      let res: KubeResponse;
       try {
-        return await this.once(method, path, opts);
+        res = await this.once(method, path, opts);
       } catch (e) {
         lastErr = e;
         await sleep(250 * 2 ** attempt);
+        attempt++;
+        continue;
       }
+      // Busy or not ready yet (429 "storage is (re)initializing" right after a CRD is
+      // established, 503 while starting): the API asks to come back; for up to about 10 s.
+      if ((res.status === 429 || res.status === 503) && busy < 20) {
+        const after = Number(res.headers?.["retry-after"]);
+        await sleep(
+          Math.min(Number.isFinite(after) && after > 0 ? after * 1000 : 250, 1000) / (busy < 4 ? 2 : 1),
+        );
+        busy++;
+        continue;
+      }
+      return res;
     }
     throw new SluiceError(
       "TargetUnavailable",
@@ -170,7 +186,7 @@ export class KubeClient {
           } catch {
             /* keep text */
           }
-          resolveP({ status: res.statusCode ?? 0, body });
+          resolveP({ status: res.statusCode ?? 0, headers: res.headers, body });
         });
       });
       req.setTimeout(opts.timeoutMs ?? 30_000, () => req.destroy(new Error("request timed out")));

@@ -29,7 +29,13 @@ import { ownedFieldsEqual } from "./compare.js";
 import { assess } from "./health.js";
 
 export interface KubernetesTargetOptions {
+  /** Path of the kubeconfig (also named in errors when `kubeconfigData` is given). */
   kubeconfig: string;
+  /**
+   * The kubeconfig's YAML itself, e.g. from the Secret of Flux's `kubeConfig.secretRef` (see
+   * `kubeconfigFromSecret`): a remote cluster. `kubeconfig` then only names it in messages.
+   */
+  kubeconfigData?: string;
   context?: string;
   /** Server-side apply field manager; `sluice` by default. */
   fieldManager?: string;
@@ -39,8 +45,10 @@ export interface KubernetesTargetOptions {
   concurrency?: number;
   /**
    * Act as this service account (`namespace/name`, Flux's `serviceAccountName`): every request
-   * carries `Impersonate-User: system:serviceaccount:<namespace>:<name>`, so the cluster's RBAC
-   * decides what the unit may change.
+   * about the unit's objects (read, dry-run, apply, prune, health) carries `Impersonate-User:
+   * system:serviceaccount:<namespace>:<name>`, so the cluster's RBAC decides what the unit may
+   * change. The inventory ConfigMap is Sluice's own bookkeeping: read and written as the
+   * kubeconfig's user (as Flux keeps its inventory in the Kustomization's status).
    */
   serviceAccount?: string;
 }
@@ -313,7 +321,10 @@ interface Run {
 
 export class KubernetesTarget implements Target {
   readonly kind = "kubernetes" as const;
+  /** For the unit's objects (impersonating the service account, if any). */
   private readonly client: KubeClient;
+  /** For the inventory: the kubeconfig's own user. */
+  private readonly admin: KubeClient;
   private readonly fieldManager: string;
   private readonly invNamespace: string;
   private readonly concurrency: number;
@@ -325,9 +336,15 @@ export class KubernetesTarget implements Target {
   private readonly known = new Map<string, { hash: string; rv: string }>();
 
   constructor(opts: KubernetesTargetOptions) {
-    const clientOpts: KubeClientOptions = {};
-    if (opts.serviceAccount) clientOpts.impersonate = serviceAccountUser(opts.serviceAccount);
-    this.client = new KubeClient(opts.kubeconfig, opts.context, clientOpts);
+    const base: KubeClientOptions =
+      opts.kubeconfigData === undefined ? {} : { kubeconfigData: opts.kubeconfigData };
+    this.admin = new KubeClient(opts.kubeconfig, opts.context, base);
+    this.client = opts.serviceAccount
+      ? new KubeClient(opts.kubeconfig, opts.context, {
+          ...base,
+          impersonate: serviceAccountUser(opts.serviceAccount),
+        })
+      : this.admin;
     this.fieldManager = opts.fieldManager ?? "sluice";
     this.invNamespace = opts.inventoryNamespace ?? "sluice-system";
     this.concurrency = Math.max(1, opts.concurrency ?? 8);
@@ -335,12 +352,13 @@ export class KubernetesTarget implements Target {
 
   /** Fails early with a clear error when the API server cannot be reached or refuses us. */
   async connect(): Promise<void> {
-    const res = await this.client.request("GET", "/version");
+    const res = await this.admin.request("GET", "/version");
     if (res.status !== 200) throw apiError(res, `connecting to Kubernetes API ${this.client.server}`);
   }
 
   async close(): Promise<void> {
     this.client.close();
+    if (this.admin !== this.client) this.admin.close();
   }
 
   // ---- preparing objects ----
@@ -421,7 +439,7 @@ export class KubernetesTarget implements Target {
   private async get(path: string, o: KubeObject | ObjectRef): Promise<Dict | undefined> {
     const res = await this.client.request("GET", path);
     if (res.status === 404) return undefined;
-    if (res.status !== 200) throw apiError(res, `reading ${subject(o)}`);
+    if (res.status !== 200) throw apiError(res, `${subject(o)} read`);
     return res.body as Dict;
   }
 
@@ -432,7 +450,7 @@ export class KubernetesTarget implements Target {
     info: ResourceInfo,
     namespace: string | undefined,
     selector: string,
-  ): Promise<Dict[]> {
+  ): Promise<Dict[] | undefined> {
     const base = this.client.path(apiVersion, info, namespace);
     const out: Dict[] = [];
     let cont = "";
@@ -440,6 +458,9 @@ export class KubernetesTarget implements Target {
       const q = `?labelSelector=${encodeURIComponent(selector)}&limit=500${cont ? `&continue=${encodeURIComponent(cont)}` : ""}`;
       const res = await this.client.request("GET", base + q);
       if (res.status === 404) return out; // the resource (or namespace) does not exist: nothing there
+      // Allowed to read objects one by one but not to list them (an impersonated service
+      // account's Role): the objects are then read one by one.
+      if (res.status === 403) return undefined;
       if (res.status !== 200) throw apiError(res, `listing ${kind} in ${namespace ?? "the cluster"}`);
       for (const item of (res.body?.items ?? []) as Dict[]) {
         // List items carry no apiVersion/kind.
@@ -474,7 +495,7 @@ export class KubernetesTarget implements Target {
     const out = new Map<string, Dict>();
     const selector = `${LABEL_OWNER}=${ownerOf(u)}`;
     await pool(this.concurrency, [...groups.values()], async (g) => {
-      for (const item of await this.list(g.apiVersion, g.kind, g.info, g.namespace, selector)) {
+      for (const item of (await this.list(g.apiVersion, g.kind, g.info, g.namespace, selector)) ?? []) {
         out.set(objectKey(item as unknown as KubeObject), item);
       }
     });
@@ -488,22 +509,29 @@ export class KubernetesTarget implements Target {
     return new SluiceError(e.code, scrub(e.message, o), { detail: { ...e.detail, subject: subject(o) } });
   }
 
-  private patch(path: string, body: KubeObject, dryRun: boolean, force: boolean): Promise<KubeResponse> {
+  private patch(
+    path: string,
+    body: KubeObject,
+    dryRun: boolean,
+    force: boolean,
+    client = this.client,
+  ): Promise<KubeResponse> {
     const q = `?fieldManager=${encodeURIComponent(this.fieldManager)}${force ? "&force=true" : ""}${dryRun ? "&dryRun=All" : ""}`;
-    return this.client.request("PATCH", path + q, { body, contentType: "application/apply-patch+yaml" });
+    return client.request("PATCH", path + q, { body, contentType: "application/apply-patch+yaml" });
   }
 
   /**
    * Server-side apply (or its dry-run) with Sluice's conflict policy. Fields another manager took
    * by an imperative edit (operation `Update`: kubectl edit/patch/scale) are drift, taken back.
    * Fields another manager *applies* are a real conflict: an error naming each field and manager,
-   * unless the unit says `force`.
+   * unless the unit says `force` — or, when only planning (`report`), returned with the result of
+   * taking them over.
    */
   private async ssa(
     o: KubeObject,
     path: string,
-    opts: { dryRun: boolean; force: boolean; live?: Dict | undefined },
-  ): Promise<{ res: KubeResponse; forced: boolean }> {
+    opts: { dryRun: boolean; force: boolean; live?: Dict | undefined; report?: boolean },
+  ): Promise<{ res: KubeResponse; forced: boolean; conflicts?: string }> {
     const res = await this.patch(path, o, opts.dryRun, opts.force);
     if (res.status !== 409 || opts.force) return { res, forced: opts.force };
     const live = opts.live ?? (await this.get(path, o));
@@ -517,6 +545,13 @@ export class KubernetesTarget implements Target {
             `${c.field} (field manager "${c.manager}", ${c.operation === "Apply" ? "server-side apply" : "edit"})`,
         )
         .join(", ");
+      if (opts.report) {
+        return {
+          res: await this.patch(path, o, opts.dryRun, true),
+          forced: true,
+          conflicts: `owned by another field manager: ${list}; applying needs force: true`,
+        };
+      }
       throw new SluiceError(
         "Conflict",
         `${subject(o)} apply failed: ${conflicts.length === 1 ? "a field is" : `${conflicts.length} fields are`} owned by another field manager: ${list}`,
@@ -583,7 +618,7 @@ export class KubernetesTarget implements Target {
           entry: { subject: subj, ref, action: "created" },
           write: { force: run.force, recreate: false },
         };
-      const { res } = await this.ssa(o, path, { dryRun: true, force: run.force });
+      const { res } = await this.ssa(o, path, { dryRun: true, force: run.force, report: run.plan });
       if (res.status === 404 && o.metadata.namespace && run.names.has(`Namespace/${o.metadata.namespace}`)) {
         return { entry: { subject: subj, ref, action: "created", diff: diffOf(subj, undefined, o) } };
       }
@@ -598,10 +633,15 @@ export class KubernetesTarget implements Target {
       return { entry: { subject: subj, ref, action: "unchanged" } };
     }
     // Reconcile disabled: nothing is written, so who owns what does not matter for the drift view.
-    const { res: dry, forced } = await this.ssa(want, path, {
+    const {
+      res: dry,
+      forced,
+      conflicts,
+    } = await this.ssa(want, path, {
       dryRun: true,
       force: run.force || disabled !== undefined,
       live,
+      report: run.plan,
     });
     if (isImmutable(dry)) {
       if (disabled)
@@ -613,6 +653,16 @@ export class KubernetesTarget implements Target {
             reason: `drifted (an immutable field differs); reconcile disabled (${disabled})`,
           },
         };
+      if (run.plan) {
+        return {
+          entry: {
+            subject: subj,
+            ref,
+            action: "configured",
+            reason: "an immutable field changed: recreated with force: true, an error without",
+          },
+        };
+      }
       if (!run.force) throw this.immutableError(o, dry);
       return {
         entry: { subject: subj, ref, action: "configured", reason: "recreated: an immutable field changed" },
@@ -638,7 +688,7 @@ export class KubernetesTarget implements Target {
         },
       };
     return {
-      entry: { subject: subj, ref, action: "configured", diff },
+      entry: { subject: subj, ref, action: "configured", diff, ...(conflicts ? { reason: conflicts } : {}) },
       write: { force: forced, recreate: false },
       live,
     };
@@ -761,7 +811,7 @@ export class KubernetesTarget implements Target {
   }
 
   async inventory(u: UnitId): Promise<Inventory | undefined> {
-    const res = await this.client.request("GET", this.invPath(u));
+    const res = await this.admin.request("GET", this.invPath(u));
     if (res.status === 404) return undefined;
     if (res.status !== 200) throw apiError(res, `reading the inventory of ${ownerOf(u)}`);
     const raw = res.body?.data?.entries;
@@ -782,13 +832,14 @@ export class KubernetesTarget implements Target {
 
   private async writeInventory(u: UnitId, inv: Inventory): Promise<void> {
     const nsPath = `/api/v1/namespaces/${this.invNamespace}`;
-    const ns = await this.client.request("GET", nsPath);
+    const ns = await this.admin.request("GET", nsPath);
     if (ns.status === 404) {
       const res = await this.patch(
         nsPath,
         { apiVersion: "v1", kind: "Namespace", metadata: { name: this.invNamespace } },
         false,
         true,
+        this.admin,
       );
       if (res.status >= 300) throw apiError(res, `creating namespace ${this.invNamespace} for inventories`);
     }
@@ -807,7 +858,7 @@ export class KubernetesTarget implements Target {
       },
       data: { entries: JSON.stringify(inv.entries) },
     };
-    const res = await this.patch(this.invPath(u), cm, false, true);
+    const res = await this.patch(this.invPath(u), cm, false, true, this.admin);
     if (res.status >= 300) throw apiError(res, `writing the inventory of ${ownerOf(u)}`);
   }
 
@@ -816,7 +867,7 @@ export class KubernetesTarget implements Target {
   async plan(u: UnitId, desired: KubeObject[]): Promise<ChangeSet> {
     const prepared = await this.prepare(u, desired);
     const names = new Set(prepared.map((p) => subject(p.obj)));
-    const entries = await this.reconcileObjects(u, prepared, { force: true, plan: true, names });
+    const entries = await this.reconcileObjects(u, prepared, { force: false, plan: true, names });
     const prev = await this.inventory(u);
     for (const ref of staleRefs(
       prev,
@@ -948,7 +999,7 @@ export class KubernetesTarget implements Target {
     const inv = await this.inventory(u);
     if (!inv) return { entries: [] };
     const entries = await this.deleteRefs(u, inv.entries);
-    const res = await this.client.request("DELETE", this.invPath(u));
+    const res = await this.admin.request("DELETE", this.invPath(u));
     if (res.status !== 200 && res.status !== 404)
       throw apiError(res, `deleting the inventory of ${ownerOf(u)}`);
     return { entries };
@@ -965,4 +1016,40 @@ export function serviceAccountUser(sa: string): string {
     });
   }
   return `system:serviceaccount:${m[1]}:${m[3]}`;
+}
+
+/**
+ * The kubeconfig held by a Secret, as Flux's `kubeConfig.secretRef` names it: key `key`, else
+ * `value`, else `value.yaml`. Read with the credentials of `via` (the cluster Sluice runs
+ * against); the YAML goes to `createKubernetesTarget({ kubeconfigData })`. Never logged.
+ */
+export async function kubeconfigFromSecret(
+  via: { kubeconfig: string; context?: string },
+  ref: { namespace: string; name: string; key?: string },
+): Promise<string> {
+  const client = new KubeClient(via.kubeconfig, via.context);
+  try {
+    const what = `Secret ${ref.namespace}/${ref.name}`;
+    const res = await client.request(
+      "GET",
+      `/api/v1/namespaces/${encodeURIComponent(ref.namespace)}/secrets/${encodeURIComponent(ref.name)}`,
+    );
+    if (res.status === 404) {
+      throw new SluiceError("NotFound", `kubeConfig.secretRef: ${what} not found`, {
+        hint: "create the Secret with the remote cluster's kubeconfig under the key `value`",
+      });
+    }
+    if (res.status !== 200) throw apiError(res, `kubeConfig.secretRef: reading ${what}`);
+    const data = (res.body?.data ?? {}) as Record<string, string>;
+    const key = ref.key ?? ["value", "value.yaml"].find((k) => k in data);
+    if (!key || !(key in data)) {
+      throw new SluiceError(
+        "ConfigInvalid",
+        `kubeConfig.secretRef: ${what} has no key ${ref.key ?? "value or value.yaml"} (keys: ${Object.keys(data).join(", ") || "none"})`,
+      );
+    }
+    return Buffer.from(data[key]!, "base64").toString("utf8");
+  } finally {
+    client.close();
+  }
 }
