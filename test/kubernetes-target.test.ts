@@ -345,6 +345,15 @@ describe("field conflicts", () => {
       return true;
     });
     assert.deepEqual(proxy.writes(), [], "nothing written on a conflict");
+    // `sluice diff` (plan) shows the change and says why applying needs force.
+    const planned = await target.plan(unit, desired);
+    const p = entry(planned, `ConfigMap/${N}/settings`)!;
+    assert.equal(p.action, "configured");
+    assert.match(
+      p.reason!,
+      /owned by another field manager: \.data\.mode \(field manager "other-gitops".*applying needs force: true$/,
+    );
+    assert.match(p.diff!, /-\s+mode: theirs/);
     assert.equal((await getObj(`/api/v1/namespaces/${N}/configmaps/settings`)).data.mode, "theirs");
 
     const forced = await target.apply(unit, desired, { ...opts, force: true });

@@ -97,3 +97,79 @@ test("sluice apply/diff --target kubernetes: created, then in sync", async () =>
   const d2 = await sluice(["diff", `${root}/k`, ...common]);
   assert.equal(d2.code, 0, d2.stdout);
 });
+
+test("a render error leaves the cluster untouched: no apply, no prune, BuildFailed says why", async (t) => {
+  const { recordingProxy } = await import("./support/kube-requests.js");
+  const proxy = await recordingProxy(cp);
+  t.after(() => proxy.stop());
+  const h = await harness("app", {
+    "k/ns.yaml": "apiVersion: v1\nkind: Namespace\nmetadata: {name: broken}\n",
+    "k/a.yaml": cm("a").replace("namespace: shop", "namespace: broken"),
+    "k/b.yaml": cm("b").replace("namespace: shop", "namespace: broken"),
+  });
+  t.after(() => h.cleanup());
+  const cluster = new LazyTarget("kubernetes", () =>
+    createKubernetesTarget({ kubeconfig: proxy.kubeconfigPath }),
+  );
+  t.after(() => cluster.close());
+  const { agent, store } = await h.startAgent(
+    fluxConfig({ env: "kube-broken", units: ["k"], target: "kubernetes" }),
+    { target: (name) => (name === "kubernetes" ? cluster : assert.fail(`unexpected target ${name}`)) },
+  );
+  const status = () => store.getUnitStatus("kube-broken", "k");
+  await eventually(
+    () => status()?.ready === "True",
+    "Ready on the cluster",
+    60_000,
+    () => store.listUnitStatus(),
+  );
+  const applied = status()!.lastAppliedRevision;
+  const rv = async (name: string) => {
+    const { KubeClient } = await import("../src/targets/kubernetes/client.js");
+    const k = new KubeClient(cp.kubeconfigPath);
+    try {
+      const r = await k.request("GET", `/api/v1/namespaces/broken/configmaps/${name}`);
+      return r.status === 200 ? (r.body.metadata.resourceVersion as string) : undefined;
+    } finally {
+      k.close();
+    }
+  };
+  const before = { a: await rv("a"), b: await rv("b") };
+  assert.ok(before.a && before.b);
+
+  // One push that both breaks a manifest (an undefined variable) and removes b (a prune if applied).
+  proxy.clear();
+  const sha = await h.commitAndPush(
+    {
+      "k/a.yaml": cm("a").replace("namespace: shop", "namespace: broken").replace("${ENV}", "${NOT_DEFINED}"),
+      "k/b.yaml": "",
+    },
+    "main",
+  );
+  await agent.notifyPush({ sources: ["app"] });
+  await eventually(
+    () => status()?.reason === "BuildFailed" && status()?.revision === `main@sha1:${sha}`,
+    "BuildFailed for the broken revision",
+    60_000,
+    () => store.listUnitStatus(),
+  );
+  const st = status()!;
+  assert.equal(st.ready, "False");
+  assert.match(st.message, /NOT_DEFINED/, "says which variable");
+  assert.equal(st.lastAppliedRevision, applied, "still the last good revision");
+  const run = store.listRuns({ env: "kube-broken", unit: "k", limit: 1 })[0]!;
+  assert.equal(run.result, "failed");
+  assert.deepEqual(
+    run.stages.map((s) => `${s.name}:${s.result}`),
+    ["artifact:succeeded", "render:failed"],
+  );
+  assert.deepEqual(proxy.writes(), [], "no write request reached the API server");
+  assert.deepEqual(
+    proxy.requests.filter((r) => r.method !== "GET"),
+    [],
+    "not even a dry-run",
+  );
+  assert.equal(await rv("a"), before.a, "a unchanged");
+  assert.equal(await rv("b"), before.b, "b not pruned");
+  assert.equal(store.getInventory("kube-broken", "k")?.refs.length, 3, "inventory unchanged");
+});

@@ -20,7 +20,7 @@ import {
 import { parseDuration, SluiceError } from "../core/index.js";
 import { eventFromAgent, Notifier } from "../notify/index.js";
 import type { AgentEvent } from "../reconcile/index.js";
-import { Agent, type PostApplyHook } from "../reconcile/index.js";
+import { Agent, type PostApplyHook, type TargetAccess } from "../reconcile/index.js";
 import type { RenderLimits } from "../render/index.js";
 import { createApiServer, makeScrubber } from "../server/index.js";
 import { loadAgeIdentities } from "../sops/index.js";
@@ -91,7 +91,7 @@ export async function startServe(opts: ServeOptions): Promise<Running> {
     // `kubernetes` or `kubernetes:<context>` (Environments rule `target`): one connection per
     // context, made on first use, from --kubeconfig, $KUBECONFIG or ~/.kube/config.
     const clusters = new Map<string, Target>();
-    const target = (name: string): Target => {
+    const target = (name: string, access?: TargetAccess): Target => {
       if (name === "local") {
         if (!local)
           throw new SluiceError(
@@ -109,16 +109,20 @@ export async function startServe(opts: ServeOptions): Promise<Running> {
           hint: "use local, kubernetes or kubernetes:<context>",
         });
       }
-      let t = clusters.get(name);
+      // One connection per context and unit access (service account, remote cluster).
+      const cacheKey = access ? `${name}|${access.key}` : name;
+      let t = clusters.get(cacheKey);
       if (!t) {
         const kubeconfig = opts.kubeconfig ?? process.env.KUBECONFIG ?? join(homedir(), ".kube", "config");
         t = new LazyTarget("kubernetes", async () =>
           (await import("../targets/kubernetes/index.js")).createKubernetesTarget({
-            kubeconfig,
+            kubeconfig: access?.kubeconfigData ? `kubeConfig.secretRef (${access.key})` : kubeconfig,
+            ...(access?.kubeconfigData ? { kubeconfigData: access.kubeconfigData } : {}),
             ...(m[1] ? { context: m[1] } : {}),
+            ...(access?.serviceAccount ? { serviceAccount: access.serviceAccount } : {}),
           }),
         );
-        clusters.set(name, t);
+        clusters.set(cacheKey, t);
       }
       return t;
     };

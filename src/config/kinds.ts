@@ -79,12 +79,22 @@ export const kustomizationSpec = z.strictObject({
   force: z.boolean().optional(),
   suspend: z.boolean().optional(),
   targetNamespace: name.optional(),
+  /** Kubernetes: apply, read and prune as this service account of the unit's namespace (impersonation). */
+  serviceAccountName: name.optional(),
+  /** Kubernetes: a remote cluster, from a kubeconfig in a Secret of the configuration (key `value`). */
+  kubeConfig: z.strictObject({ secretRef: z.strictObject({ name, key: z.string().optional() }) }).optional(),
   /**
    * Units this one waits for. Sluice extension: `kind: Build` waits for the image build of the
    * environment's commit (a failed build holds the unit back with the build's last log lines).
    */
   dependsOn: z
-    .array(z.strictObject({ name, namespace: name.optional(), kind: z.enum(["Kustomization", "Build"]).optional() }))
+    .array(
+      z.strictObject({
+        name,
+        namespace: name.optional(),
+        kind: z.enum(["Kustomization", "Build"]).optional(),
+      }),
+    )
     .optional(),
   postBuild: z
     .strictObject({
@@ -317,7 +327,6 @@ export const stackSpec = z.strictObject({
  * `postBuild.substituteFrom` entry naming a stack unit whose outputs become variables. Not yet in
  * `substituteFrom` above: the agent wires it (see src/infra/index.ts, stackOutputsAsVariables).
  */
-
 
 const weight = z.number().int().min(0).max(100);
 const nameValue = z.strictObject({ name: z.string().min(1), value: z.string() });

@@ -21,7 +21,14 @@ export function secureResolve(root: string, rel: string, base: string = root): s
   try {
     real = realpathSync(lexical);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return lexical;
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") return lexical;
+    // A symlink loop is hostile content too: a SluiceError naming the path, not a raw ELOOP.
+    if (code === "ELOOP")
+      throw new SluiceError("PathEscape", `path ${JSON.stringify(rel)} in ${root} is a symlink loop`, {
+        detail: { path: rel },
+        hint: "remove the symlink loop from the repository",
+      });
     throw e;
   }
   if (!isInside(realRoot, real)) throw escapeError(root, rel, `it resolves to ${real} through a symlink`);

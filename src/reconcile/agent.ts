@@ -85,8 +85,11 @@ export interface AgentOptions {
   configRoot: string;
   store: Store;
   source: GitSource;
-  /** Resolves an environment's target name (`local`, `kubernetes:<ctx>`). */
-  target: (name: string) => Target;
+  /**
+   * Resolves an environment's target name (`local`, `kubernetes:<ctx>`), with the unit's access
+   * (Flux's `serviceAccountName`, `kubeConfig.secretRef`) when it sets one.
+   */
+  target: (name: string, access?: TargetAccess) => Target;
   log: Logger;
   concurrency?: number;
   ageIdentities?: AgeIdentities;
@@ -111,6 +114,16 @@ export interface AgentOptions {
   owns?: (env: string) => boolean;
   /** podman for `Build`s (default: podman on PATH with Sluice's settings). */
   podman?: () => Promise<Podman>;
+}
+
+/** How a unit reaches its cluster, beyond the environment's target. */
+export interface TargetAccess {
+  /** `namespace/name` to impersonate. */
+  serviceAccount?: string;
+  /** A kubeconfig's YAML (a remote cluster). Never logged. */
+  kubeconfigData?: string;
+  /** Identifies this access for caching targets (no secret in it). */
+  key: string;
 }
 
 /** A pull/merge request event from a forge webhook, already verified. */
@@ -1234,7 +1247,7 @@ export class Agent extends EventEmitter {
       const objects = rendered.workloads;
       // Ownership can move while rendering: the new owner applies, never both.
       if (!this.owned(env.name)) throw new HandedOff();
-      const target = this.opts.target(env.target);
+      const target = this.targetFor(env.target, kust);
       // Every apply goes through the rollout engine: a unit without a Rollout (and no recorded
       // rollout state) is applied as is; one with a Rollout gets its slots, traffic and checks.
       const rolled = await stage("apply", "ReconciliationFailed", () =>
@@ -1296,8 +1309,20 @@ export class Agent extends EventEmitter {
           }),
         );
       const counts = countActions(changeSet);
+      // Objects with reconcile disabled are never written; their drift is reported, not corrected.
+      const held = changeSet.entries.filter((e) => e.action === "skipped" && /^drifted/.test(e.reason ?? ""));
       const drift =
-        prior?.lastAppliedRevision === revision && counts.created + counts.configured + counts.deleted > 0;
+        (prior?.lastAppliedRevision === revision &&
+          counts.created + counts.configured + counts.deleted > 0) ||
+        held.length > 0;
+      if (held.length && !prior?.drift)
+        this.event(
+          env.name,
+          unit,
+          "warning",
+          "DriftDetected",
+          `${held.map((e) => e.subject).join(", ")} differ${held.length === 1 ? "s" : ""} from ${revision}; reconcile is disabled on ${held.length === 1 ? "it" : "them"}, so not corrected`,
+        );
       const nowIso = new Date().toISOString();
       Object.assign(base, { lastAppliedRevision: revision, lastAppliedAt: nowIso, drift });
       this.writeStatus(base, "True", "ReconciliationSucceeded", `Applied revision: ${revision}`);
@@ -1451,7 +1476,8 @@ export class Agent extends EventEmitter {
     const failures: string[] = [];
     for (const unit of units) {
       try {
-        const cs = await target.destroy({ env: name, unit });
+        const kust = byKind(this.config, "Kustomization").find((k) => k.metadata.name === unit);
+        const cs = await (kust ? this.targetFor(rec.target, kust) : target).destroy({ env: name, unit });
         if (owned.includes(unit)) this.opts.store.deleteInventory(name, unit);
         this.rollouts.forget({ env: name, unit });
         if (cs.entries.length > 0 || owned.includes(unit))
@@ -1481,6 +1507,44 @@ export class Agent extends EventEmitter {
       `environment ${name} destroyed (up ${Math.round(((after?.uptimeSeconds ?? 0) / 3600) * 100) / 100} h in total)`,
     );
     this.emitEvent({ type: "environment", env: name, state: "destroyed", branch: rec.branch });
+  }
+
+  /** The target a unit applies to: the environment's, as the unit's service account or remote cluster. */
+  private targetFor(name: string, kust: ConfigObject<"Kustomization">): Target {
+    const spec = kust.spec as KustomizationSpec;
+    if (!spec.serviceAccountName && !spec.kubeConfig) return this.opts.target(name);
+    if (name === "local") {
+      if (spec.kubeConfig)
+        throw new SluiceError(
+          "ConfigInvalid",
+          `${kust.origin}: Kustomization ${kust.metadata.name}: spec.kubeConfig names a remote cluster, but the environment's target is local`,
+          { hint: "give the environment a kubernetes target, or remove spec.kubeConfig" },
+        );
+      return this.opts.target(name); // a service account means nothing to podman
+    }
+    const ns = spec.targetNamespace ?? kust.metadata.namespace;
+    const access: TargetAccess = { key: "" };
+    if (spec.serviceAccountName) access.serviceAccount = `${ns}/${spec.serviceAccountName}`;
+    if (spec.kubeConfig) {
+      const ref = spec.kubeConfig.secretRef;
+      const data = this.supporting("Secret", kust.metadata.namespace, ref.name, kust.origin);
+      const text = ref.key ? data[ref.key] : (data.value ?? data["value.yaml"]);
+      if (!text)
+        throw new SluiceError(
+          "ConfigInvalid",
+          `${kust.origin}: Kustomization ${kust.metadata.name}: Secret ${ref.name} has no key ${ref.key ?? "value (or value.yaml)"}`,
+        );
+      access.kubeconfigData = text;
+    }
+    access.key = `sa=${access.serviceAccount ?? ""};kubeconfig=${
+      spec.kubeConfig
+        ? `${kust.metadata.namespace}/${spec.kubeConfig.secretRef.name}:${createHash("sha256")
+            .update(access.kubeconfigData ?? "")
+            .digest("hex")
+            .slice(0, 16)}`
+        : ""
+    }`;
+    return this.opts.target(name, access);
   }
 
   /** Whether a unit is the first of its source's units in dependency order. */

@@ -4,7 +4,7 @@
  */
 
 export { analyzeGraph, type GraphAnalysis, type GraphNode } from "../core/index.js";
-export { Agent, type AgentOptions, type PullRequestChange } from "./agent.js";
+export { Agent, type AgentOptions, type PullRequestChange, type TargetAccess } from "./agent.js";
 export type { AutomationStatus, ImageStatus, PolicyStatus, RepositoryStatus } from "./images.js";
 export { AgentMetrics } from "./metrics.js";
 export { type QueueOptions, WorkQueue } from "./queue.js";

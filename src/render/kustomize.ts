@@ -29,7 +29,9 @@ export interface KustomizeTree {
   files: string[];
 }
 
-const URL_LIKE = /^(?:[a-z][a-z0-9+.-]*:\/\/|git@|github\.com\/|gitlab\.com\/|bitbucket\.org\/)/i;
+// `git::https://…` (go-getter's forced getter, which kustomize honours) is remote too.
+const URL_LIKE =
+  /^(?:[a-z][a-z0-9+.-]*::|[a-z][a-z0-9+.-]*:\/\/|git@|github\.com\/|gitlab\.com\/|bitbucket\.org\/)/i;
 
 /** Walks the kustomization graph from `dir`, confining every referenced path to `root`. */
 export function walkKustomization(

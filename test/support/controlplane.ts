@@ -3,7 +3,9 @@
  * into ${SLUICE_BIN:-~/.cache/sluice/bin}) on free 127.0.0.1 ports, in a temp dir, with a static
  * token for a `system:masters` user and the apiserver's self-signed serving certificate.
  * With SLUICE_TEST_KUBECONFIG set, that cluster is used instead and nothing is started.
- * No kubelet and (by default) no controllers: tests set status through the status subresource.
+ * No kubelet. By default no controllers either: tests set status through the status subresource;
+ * `controllerManager: true` adds kube-controller-manager, `kwok: true` also kube-scheduler and
+ * kwok with fake nodes, so Deployments roll out through the real controllers.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { generateKeyPairSync, randomBytes } from "node:crypto";
@@ -16,6 +18,9 @@ import { parse as parseYaml, stringify as toYaml } from "yaml";
 
 export const KUBE_VERSION = process.env.KUBE_VERSION ?? "v1.34.4";
 export const ETCD_VERSION = process.env.ETCD_VERSION ?? "v3.6.16";
+export const KWOK_VERSION = process.env.KWOK_VERSION ?? "v0.7.0";
+/** The fake nodes of `kwok: true` carry this annotation (kwok manages only them). */
+export const KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node";
 
 export interface ControlPlane {
   kubeconfigPath: string;
@@ -74,6 +79,36 @@ function get(url: string, ca: string | undefined, token: string): Promise<{ stat
   });
 }
 
+function send(
+  server: string,
+  ca: string,
+  token: string,
+  method: string,
+  path: string,
+  body: unknown,
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      `${server}${path}`,
+      {
+        method,
+        ca,
+        headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+      },
+      (res) => {
+        let text = "";
+        res.on("data", (c) => {
+          text += c;
+        });
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: text }));
+      },
+    );
+    req.setTimeout(10_000, () => req.destroy(new Error("timeout")));
+    req.on("error", reject);
+    req.end(JSON.stringify(body));
+  });
+}
+
 function stopProcess(p: ChildProcess, timeoutMs = 10_000): Promise<void> {
   return new Promise((resolve) => {
     if (p.exitCode !== null || p.signalCode !== null || p.pid === undefined) return resolve();
@@ -120,6 +155,13 @@ export interface ControlPlaneOptions {
    * terminating). Off by default: tests then own every status through the status subresource.
    */
   controllerManager?: boolean;
+  /**
+   * Simulated nodes (scripts/peers/kwok.sh): kube-scheduler binds Pods to `nodes` fake Nodes
+   * (default 2) that kwok runs — their Pods become Running and Ready as a kubelet would report
+   * them. Implies `controllerManager`. Ignored with SLUICE_TEST_KUBECONFIG (a real cluster).
+   */
+  kwok?: boolean;
+  nodes?: number;
 }
 
 export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
@@ -139,7 +181,10 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
 async function startOnce(opts: ControlPlaneOptions): Promise<ControlPlane> {
   const etcdBin = binary("etcd", ETCD_VERSION);
   const apiBin = binary("kube-apiserver", KUBE_VERSION);
-  const kcmBin = opts.controllerManager ? binary("kube-controller-manager", KUBE_VERSION) : undefined;
+  const kcmBin =
+    opts.controllerManager || opts.kwok ? binary("kube-controller-manager", KUBE_VERSION) : undefined;
+  const schedBin = opts.kwok ? binary("kube-scheduler", KUBE_VERSION) : undefined;
+  const kwokBin = opts.kwok ? binary("kwok", KWOK_VERSION) : undefined;
   const dir = mkdtempSync(join(tmpdir(), "sluice-kube-"));
   const [clientPort, peerPort, securePort] = [await freePort(), await freePort(), await freePort()];
   const token = randomBytes(24).toString("hex");
@@ -256,6 +301,48 @@ async function startOnce(opts: ControlPlaneOptions): Promise<ControlPlane> {
           { stdio: ["ignore", log("kube-controller-manager"), log("kube-controller-manager")] },
         ),
       );
+    }
+    if (schedBin && kwokBin) {
+      procs.push(
+        spawn(
+          schedBin,
+          [
+            `--kubeconfig=${kubeconfigPath}`,
+            `--authentication-kubeconfig=${kubeconfigPath}`,
+            `--authorization-kubeconfig=${kubeconfigPath}`,
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            `--secure-port=${await freePort()}`,
+          ],
+          { stdio: ["ignore", log("kube-scheduler"), log("kube-scheduler")] },
+        ),
+        spawn(
+          kwokBin,
+          [
+            `--kubeconfig=${kubeconfigPath}`,
+            `--manage-nodes-with-annotation-selector=${KWOK_NODE_ANNOTATION}=fake`,
+            "--server-address=127.0.0.1:0",
+            "--cidr=10.244.0.1/24",
+            "--node-ip=127.0.0.1",
+          ],
+          { stdio: ["ignore", log("kwok"), log("kwok")] },
+        ),
+      );
+      for (let i = 0; i < (opts.nodes ?? 2); i++) {
+        const capacity = { cpu: "32", memory: "256Gi", pods: "110" };
+        const r = await send(server, ca, token, "POST", "/api/v1/nodes", {
+          apiVersion: "v1",
+          kind: "Node",
+          metadata: {
+            name: `kwok-node-${i}`,
+            annotations: { [KWOK_NODE_ANNOTATION]: "fake" },
+            labels: { type: "kwok", "kubernetes.io/hostname": `kwok-node-${i}` },
+          },
+          status: { capacity, allocatable: capacity },
+        });
+        if (r.status !== 201)
+          throw new Error(`creating fake node kwok-node-${i}: HTTP ${r.status} ${r.body}`);
+      }
     }
     return {
       kubeconfigPath,
