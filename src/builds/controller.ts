@@ -10,7 +10,7 @@
  * commit — a failed build holds them back with its last lines.
  */
 import { join } from "node:path";
-import { type BuildSpec, byKind, type Config, type ConfigObject } from "../config/index.js";
+import { byKind, type Config, type ConfigObject } from "../config/index.js";
 import { errorMessage, SluiceError } from "../core/index.js";
 import { matchBranch } from "../envs/index.js";
 import type { Artifact, GitRepositorySpec } from "../source/index.js";
