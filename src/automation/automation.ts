@@ -20,8 +20,8 @@
  * 5. With `push.pullRequest`, steps 2–4 target a separate branch and `openPullRequest` is called
  *    with the pushed commit (the forge module opens or updates the pull request).
  */
-import { existsSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
+import { existsSync, readdirSync } from "node:fs";
+import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { ConfigObject } from "../config/index.js";
 import { SluiceError } from "../core/index.js";
@@ -154,6 +154,10 @@ export async function runAutomation(o: RunAutomationOptions): Promise<Automation
   const maxAttempts = Math.max(1, o.maxAttempts ?? 5);
   const now = o.now ?? (() => new Date());
 
+  // A run killed in the middle of a git command (the agent's machine or container died) leaves
+  // git's lock files behind, and git then refuses every later command: the working copy is only
+  // a cache, so it starts afresh. (Runs of one automation never overlap.)
+  if (hasLockFiles(join(o.workDir, ".git"))) await rm(o.workDir, { recursive: true, force: true });
   await mkdir(o.workDir, { recursive: true });
   const git = gitRunner(o.workDir, o.auth, o.timeoutMs ?? 60_000);
   const wrap = (e: unknown, what: string): never => {
@@ -360,6 +364,17 @@ async function rebase(git: GitRunner, onto: string, env: Record<string, string>)
     await abortRebase(git);
     return false;
   }
+}
+
+/** Whether a git directory holds `*.lock` files (index.lock, HEAD.lock, refs/…/x.lock, …). */
+function hasLockFiles(dir: string): boolean {
+  if (!existsSync(dir)) return false;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    if (e.isDirectory()) {
+      if (e.name !== "objects" && hasLockFiles(join(dir, e.name))) return true;
+    } else if (e.name.endsWith(".lock")) return true;
+  }
+  return false;
 }
 
 async function abortRebase(git: GitRunner): Promise<void> {

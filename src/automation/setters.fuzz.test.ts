@@ -18,7 +18,9 @@ const POLICIES = ["web", "api", "side"] as const;
 const segment = fc.stringMatching(/^[a-z0-9]([a-z0-9._-]{0,8}[a-z0-9])?$/);
 const image = fc
   .record({
-    registry: fc.option(fc.constantFrom("ghcr.io", "127.0.0.1:5000", "registry.example.com:443", "localhost")),
+    registry: fc.option(
+      fc.constantFrom("ghcr.io", "127.0.0.1:5000", "registry.example.com:443", "localhost"),
+    ),
     path: fc.array(segment, { minLength: 1, maxLength: 3 }),
     tag: fc.oneof(
       fc.stringMatching(/^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$/),
@@ -48,7 +50,10 @@ type Line = { comment: string } | { key: string; value: string } | { blank: true
 
 const plainText = fc.stringMatching(/^[A-Za-z0-9_][A-Za-z0-9_./-]{0,11}$/);
 const line: fc.Arbitrary<Line> = fc.oneof(
-  { weight: 2, arbitrary: fc.record({ comment: fc.string({ maxLength: 30 }).map((s) => s.replace(/[\r\n]/g, "")) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({ comment: fc.string({ maxLength: 30 }).map((s) => s.replace(/[\r\n]/g, "")) }),
+  },
   { weight: 2, arbitrary: fc.record({ key: segment, value: plainText }) },
   { weight: 1, arbitrary: fc.constant({ blank: true as const }) },
   {
@@ -147,7 +152,10 @@ test("property: only the marked values change, each reads back as its policy's i
           return;
         }
         const m = l.marked;
-        assert.ok(got.startsWith(m.before) && got.endsWith(m.after), `bytes around line ${i + 1}'s value: ${got}`);
+        assert.ok(
+          got.startsWith(m.before) && got.endsWith(m.after),
+          `bytes around line ${i + 1}'s value: ${got}`,
+        );
         const written = got.slice(m.before.length, got.length - m.after.length);
         const want = expected(images[POLICIES.indexOf(m.policy)]!, m.kind);
         // Read the written scalar back the way Kubernetes tooling would.

@@ -147,7 +147,11 @@ test("property: alias bombs of any shape are refused, in bounded time", () => {
     fc.property(fc.integer({ min: 2, max: 12 }), fc.integer({ min: 2, max: 12 }), (width, levels) => {
       const lines = [`a0: &a0 [${Array(width).fill("x").join(", ")}]`];
       for (let i = 1; i < levels; i++)
-        lines.push(`a${i}: &a${i} [${Array(width).fill(`*a${i - 1}`).join(", ")}]`);
+        lines.push(
+          `a${i}: &a${i} [${Array(width)
+            .fill(`*a${i - 1}`)
+            .join(", ")}]`,
+        );
       const r = load(`${lines.join("\n")}\n`);
       // width^levels expansions; anything past the alias limit must be refused.
       const aliases = width * (levels - 1);

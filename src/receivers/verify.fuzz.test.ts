@@ -20,7 +20,9 @@ const randomCase = (s: string, flips: boolean[]) =>
 test("property: <algo>=<hex> parses back to the same bytes, in any case and with surrounding white space", () => {
   fc.assert(
     fc.property(
-      algo.chain((a) => fc.tuple(fc.constant(a), fc.uint8Array({ minLength: ALGOS[a], maxLength: ALGOS[a] }))),
+      algo.chain((a) =>
+        fc.tuple(fc.constant(a), fc.uint8Array({ minLength: ALGOS[a], maxLength: ALGOS[a] })),
+      ),
       fc.array(fc.boolean(), { maxLength: 8 }),
       fc.constantFrom("", " ", "\t", "  "),
       ([a, bytes], flips, ws) => {
@@ -76,8 +78,12 @@ test("property: one flipped bit of the body, one changed digit of the signature 
       fc.constantFrom("github", "generic-hmac") as fc.Arbitrary<"github" | "generic-hmac">,
       (bytes, a, at, bit, otherToken, kind) => {
         const body = Buffer.from(bytes);
-        const name = kind === "github" ? (a === "sha1" ? "X-Hub-Signature" : "X-Hub-Signature-256") : "X-Signature";
-        const sig = kind === "github" ? signBody(TOKEN, body, a === "sha1" ? "sha1" : "sha256") : signBody(TOKEN, body, a);
+        const name =
+          kind === "github" ? (a === "sha1" ? "X-Hub-Signature" : "X-Hub-Signature-256") : "X-Signature";
+        const sig =
+          kind === "github"
+            ? signBody(TOKEN, body, a === "sha1" ? "sha1" : "sha256")
+            : signBody(TOKEN, body, a);
         const ok = (headers: Record<string, string>, b: Buffer, token = TOKEN) =>
           verifyWebhook(kind, token, { headers, body: b }).ok;
         assert.equal(ok({ [name]: sig }, body), true, "the genuine delivery verifies");
@@ -87,7 +93,11 @@ test("property: one flipped bit of the body, one changed digit of the signature 
         const eq = sig.indexOf("=") + 1;
         const i = eq + (at % (sig.length - eq));
         const digit = sig[i] === "0" ? "1" : "0";
-        assert.equal(ok({ [name]: `${sig.slice(0, i)}${digit}${sig.slice(i + 1)}` }, body), false, "tampered signature");
+        assert.equal(
+          ok({ [name]: `${sig.slice(0, i)}${digit}${sig.slice(i + 1)}` }, body),
+          false,
+          "tampered signature",
+        );
         if (otherToken !== TOKEN) assert.equal(ok({ [name]: sig }, body, otherToken), false, "another token");
         assert.equal(ok({}, body), false, "unsigned");
       },
@@ -99,9 +109,19 @@ test("property: one flipped bit of the body, one changed digit of the signature 
 test("property: header lookup ignores case, takes the first of repeated values, and survives prototype names", () => {
   fc.assert(
     fc.property(
-      fc.constantFrom("X-Hub-Signature-256", "x-gitlab-token", "Content-Type", "__proto__", "constructor", "toString"),
+      fc.constantFrom(
+        "X-Hub-Signature-256",
+        "x-gitlab-token",
+        "Content-Type",
+        "__proto__",
+        "constructor",
+        "toString",
+      ),
       fc.array(fc.boolean(), { maxLength: 24 }),
-      fc.oneof(fc.string({ maxLength: 20 }), fc.array(fc.string({ maxLength: 20 }), { minLength: 1, maxLength: 3 })),
+      fc.oneof(
+        fc.string({ maxLength: 20 }),
+        fc.array(fc.string({ maxLength: 20 }), { minLength: 1, maxLength: 3 }),
+      ),
       (name, flips, value) => {
         const headers: Record<string, string | string[]> = Object.create(null);
         headers[randomCase(name, flips)] = value;
@@ -140,7 +160,11 @@ test("property: signed pushes with hostile JSON never throw, and push details ar
       const body = Buffer.from(text);
       const ctype = form ? "application/x-www-form-urlencoded" : "application/json";
       const gh = verifyWebhook("github", TOKEN, {
-        headers: { "X-Hub-Signature-256": signBody(TOKEN, body), "X-GitHub-Event": "push", "content-type": ctype },
+        headers: {
+          "X-Hub-Signature-256": signBody(TOKEN, body),
+          "X-GitHub-Event": "push",
+          "content-type": ctype,
+        },
         body,
       });
       const gl = verifyWebhook("gitlab", TOKEN, {
@@ -194,7 +218,7 @@ test("property: the replay guard agrees with a model of 'seen within the window'
   const g = new ReplayGuard({ windowMs: 1e9, max: 100 });
   for (let i = 0; i < 1000; i++) g.isReplay(`id-${i}-${"y".repeat(i % 400)}`, i);
   assert.equal(g.size, 100);
-  assert.equal(g.isReplay("id-999-" + "y".repeat(999 % 400), 1000), true);
+  assert.equal(g.isReplay(`id-999-${"y".repeat(999 % 400)}`, 1000), true);
 });
 
 test("the HMAC is over the raw bytes, not a re-serialisation: equivalent JSON is not accepted", () => {
@@ -202,5 +226,8 @@ test("the HMAC is over the raw bytes, not a re-serialisation: equivalent JSON is
   const sig = `sha256=${createHmac("sha256", TOKEN).update(body).digest("hex")}`;
   const same = Buffer.from('{ "ref": "refs/heads/main", "after": "1" }');
   assert.equal(verifyWebhook("github", TOKEN, { headers: { "X-Hub-Signature-256": sig }, body }).ok, true);
-  assert.equal(verifyWebhook("github", TOKEN, { headers: { "X-Hub-Signature-256": sig }, body: same }).ok, false);
+  assert.equal(
+    verifyWebhook("github", TOKEN, { headers: { "X-Hub-Signature-256": sig }, body: same }).ok,
+    false,
+  );
 });

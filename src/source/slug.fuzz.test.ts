@@ -27,7 +27,15 @@ const folded = (b: string) =>
 const word = fc.stringMatching(/^[A-Za-z][A-Za-z0-9]{0,11}$/);
 const realistic = fc
   .tuple(
-    fc.constantFrom("feature/", "fix/", "release/", "user/alice/", "renovate/", "dependabot/npm_and_yarn/", ""),
+    fc.constantFrom(
+      "feature/",
+      "fix/",
+      "release/",
+      "user/alice/",
+      "renovate/",
+      "dependabot/npm_and_yarn/",
+      "",
+    ),
     fc.option(fc.stringMatching(/^[A-Z]{2,5}-[0-9]{1,5}$/)),
     fc.array(word, { minLength: 1, maxLength: 12 }),
     fc.constantFrom("-", "_", ".", "/"),
@@ -99,12 +107,21 @@ test("property: environment names are distinct labels, one per branch, whatever 
   // Sets of branches built to collide: case and punctuation variants, long shared prefixes,
   // names that are another branch's slug.
   const variants = anyBranch.chain((b) =>
-    fc.constantFrom(b, b.toUpperCase(), b.replaceAll("/", "-"), b.replaceAll("-", "_"), slugifyBranch(b), `${b}/`),
+    fc.constantFrom(
+      b,
+      b.toUpperCase(),
+      b.replaceAll("/", "-"),
+      b.replaceAll("-", "_"),
+      slugifyBranch(b),
+      `${b}/`,
+    ),
   );
   fc.assert(
     fc.property(fc.uniqueArray(variants, { minLength: 1, maxLength: 12 }), (list) => {
       // Git itself refuses some names; keep the ones a listing could hold.
-      const branches = list.filter((b) => b !== "" && !/[\s~^:?*[\\\u0000-\u001f\u007f]|\.\.|@\{|\/\/|^\/|\/$|\.$|^-/.test(b));
+      const branches = list.filter(
+        (b) => b !== "" && !/[\s~^:?*[\\\u0000-\u001f\u007f]|\.\.|@\{|\/\/|^\/|\/$|\.$|^-/.test(b),
+      );
       const one = resolveEnvironments(spec, branches);
       const two = resolveEnvironments(spec, [...branches].reverse());
       const names = one.environments.map((e) => e.name);

@@ -41,8 +41,17 @@ export interface FaultProxy {
   readonly episodes: Record<FaultMode, number>;
   /** Connections currently open. */
   readonly open: number;
+  /** When each connection was accepted and the mode it met (the last 10 000). */
+  readonly accepted: readonly { at: number; mode: FaultMode }[];
   set(mode: FaultMode, opts?: FaultOptions): Promise<void>;
   close(): Promise<void>;
+}
+
+/** One direction of a connection: chunks (and the end) leave in order, each when its delay is up. */
+interface Pipe {
+  queue: { due: number; fn: () => void }[];
+  timer: NodeJS.Timeout | undefined;
+  last: number;
 }
 
 interface Conn {
@@ -53,8 +62,8 @@ interface Conn {
   down: number;
   /** Bytes from the peer after which this connection is reset, if any. */
   resetAt: number | undefined;
-  /** Bytes from the client that arrived before the upstream connection existed. */
-  pending: Buffer[];
+  toPeer: Pipe;
+  toClient: Pipe;
 }
 
 const zero = (): Record<FaultMode, number> => ({
@@ -66,13 +75,16 @@ const zero = (): Record<FaultMode, number> => ({
   refuse: 0,
 });
 
-/** Starts a proxy on 127.0.0.1 (a free port unless `port`) to `target` (a 127.0.0.1 port). */
+const pipe = (): Pipe => ({ queue: [], timer: undefined, last: 0 });
+
+/** Starts a proxy on 127.0.0.1 (a free port unless `port`) to `targetPort` on 127.0.0.1. */
 export async function startFaultProxy(opts: { targetPort: number; port?: number }): Promise<FaultProxy> {
   let mode: FaultMode = "pass";
   let options: FaultOptions = {};
   const counts = zero();
   const episodes = zero();
   const conns = new Set<Conn>();
+  const accepted: { at: number; mode: FaultMode }[] = [];
   let closed = false;
 
   const reset = (s: Socket | undefined) => {
@@ -80,42 +92,52 @@ export async function startFaultProxy(opts: { targetPort: number; port?: number 
   };
   const end = (c: Conn) => {
     conns.delete(c);
+    for (const p of [c.toPeer, c.toClient]) {
+      if (p.timer) clearTimeout(p.timer);
+      p.queue.length = 0;
+    }
     c.client.destroy();
     c.upstream?.destroy();
   };
+  const pump = (p: Pipe) => {
+    if (p.timer) return;
+    while (p.queue.length && p.queue[0]!.due <= Date.now()) p.queue.shift()!.fn();
+    if (!p.queue.length) return;
+    p.timer = setTimeout(() => {
+      p.timer = undefined;
+      pump(p);
+    }, p.queue[0]!.due - Date.now());
+    p.timer.unref();
+  };
+  /** Runs `fn` after the current delay, never before what was queued earlier in this direction. */
+  const later = (p: Pipe, fn: () => void) => {
+    const delay = mode === "delay" ? (options.delayMs ?? 500) : 0;
+    p.last = Math.max(Date.now() + delay, p.last);
+    p.queue.push({ due: p.last, fn });
+    pump(p);
+  };
 
-  const forward = (c: Conn, from: Socket, to: () => Socket | undefined, fromPeer: boolean) => {
-    from.on("data", (chunk: Buffer) => {
-      if (c.stalled) return; // blackholed: swallowed
-      const send = () => {
-        if (c.stalled) return;
-        let data = chunk;
-        if (fromPeer && c.resetAt !== undefined) {
-          const room = c.resetAt - c.down;
-          if (room <= 0) {
-            reset(c.client);
-            reset(c.upstream);
-            return;
-          }
-          if (data.length > room) data = data.subarray(0, room);
-        }
-        if (fromPeer) c.down += data.length;
-        const dest = to();
-        if (dest && !dest.destroyed) dest.write(data);
-        else if (!dest && !fromPeer) c.pending.push(data);
-        if (fromPeer && c.resetAt !== undefined && c.down >= c.resetAt) {
-          // Let the bytes leave first, then cut.
-          setImmediate(() => {
-            reset(c.client);
-            reset(c.upstream);
-          });
-        }
-      };
-      if (mode === "delay") {
-        // The same delay for every chunk keeps the order (timers of equal duration fire in order).
-        setTimeout(send, options.delayMs ?? 500).unref();
-      } else send();
-    });
+  const fromPeer = (c: Conn, chunk: Buffer) => {
+    if (c.stalled || c.client.destroyed) return; // blackholed: swallowed
+    let data = chunk;
+    if (c.resetAt !== undefined) {
+      const room = c.resetAt - c.down;
+      if (room <= 0) {
+        reset(c.client);
+        reset(c.upstream);
+        return;
+      }
+      if (data.length > room) data = data.subarray(0, room);
+    }
+    c.down += data.length;
+    c.client.write(data);
+    if (c.resetAt !== undefined && c.down >= c.resetAt) {
+      // Let the bytes leave first, then cut.
+      setImmediate(() => {
+        reset(c.client);
+        reset(c.upstream);
+      });
+    }
   };
 
   const accept = (client: Socket) => {
@@ -125,6 +147,8 @@ export async function startFaultProxy(opts: { targetPort: number; port?: number 
     }
     client.on("error", () => {});
     counts[mode]++;
+    accepted.push({ at: Date.now(), mode });
+    if (accepted.length > 10_000) accepted.shift();
     if (mode === "drop") {
       client.end();
       client.destroy();
@@ -140,29 +164,32 @@ export async function startFaultProxy(opts: { targetPort: number; port?: number 
       stalled: mode === "blackhole",
       down: 0,
       resetAt: mode === "reset" ? options.afterBytes : undefined,
-      pending: [],
+      toPeer: pipe(),
+      toClient: pipe(),
     };
     conns.add(c);
     client.on("close", () => end(c));
     if (c.stalled) return; // never connects upstream; the client waits
-    const connect = () => {
+    // Connecting is the first thing sent toward the peer (so a slow link delays it too).
+    later(c.toPeer, () => {
       if (c.stalled || client.destroyed) return;
       const up = new Socket();
       c.upstream = up;
       up.on("error", () => reset(client));
-      up.on("close", () => {
-        if (!client.destroyed) client.end();
-        conns.delete(c);
+      up.on("data", (chunk: Buffer) => {
+        if (!c.stalled) later(c.toClient, () => fromPeer(c, chunk));
       });
+      up.on("end", () => later(c.toClient, () => client.end()));
+      up.on("close", () => conns.delete(c));
       up.connect(opts.targetPort, "127.0.0.1");
-      for (const b of c.pending.splice(0)) up.write(b);
-      forward(c, up, () => c.client, true);
-      client.on("end", () => up.end());
-    };
-    forward(c, client, () => c.upstream, false);
-    // Bytes from the client before the upstream connects are buffered by the upstream socket.
-    if (mode === "delay") setTimeout(connect, options.delayMs ?? 500).unref();
-    else connect();
+    });
+    client.on("data", (chunk: Buffer) => {
+      if (c.stalled) return;
+      later(c.toPeer, () => {
+        if (!c.stalled && c.upstream && !c.upstream.destroyed) c.upstream.write(chunk);
+      });
+    });
+    client.on("end", () => later(c.toPeer, () => c.upstream?.end()));
   };
 
   let server: Server = createServer({ pauseOnConnect: false }, accept);
@@ -214,6 +241,7 @@ export async function startFaultProxy(opts: { targetPort: number; port?: number 
     get open() {
       return conns.size;
     },
+    accepted,
     async set(next, o = {}) {
       if (closed) return;
       const prev = mode;
