@@ -25,6 +25,7 @@ import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { ConfigObject } from "../config/index.js";
 import { SluiceError } from "../core/index.js";
+import { isSafeRefName } from "../source/index.js";
 import { type GitAuth, GitError, type GitRunner, gitRunner } from "./git.js";
 import { updateWithSetters } from "./setters.js";
 import { compileMessageTemplate, type MessageTemplate } from "./template.js";
@@ -78,19 +79,7 @@ interface PushExtensions {
 const NO_LOG: AutomationLogger = { info() {}, warn() {} };
 
 function checkBranch(field: string, value: string): string {
-  if (
-    value === "" ||
-    value.length > 255 ||
-    value.startsWith("-") ||
-    value.startsWith("/") ||
-    value.endsWith("/") ||
-    value.endsWith(".") ||
-    value.endsWith(".lock") ||
-    value.includes("..") ||
-    value.includes("//") ||
-    value.includes("@{") ||
-    /[\x00-\x20\x7f~^:?*[\\]/.test(value)
-  ) {
+  if (!isSafeRefName(value)) {
     throw new SluiceError("ConfigInvalid", `${field} ${JSON.stringify(value)} is not a valid branch name`, {
       hint: "use a Git branch name such as main or image-updates",
     });

@@ -7,9 +7,9 @@
  */
 import { readFileSync, statSync } from "node:fs";
 import https from "node:https";
-import { dirname, join, resolve } from "node:path";
-import { parse as parseYaml } from "yaml";
+import { join } from "node:path";
 import { SluiceError } from "../core/index.js";
+import { parseKubeconfig } from "../targets/kubernetes/index.js";
 
 export const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
 
@@ -43,60 +43,10 @@ export interface KubeRequester {
   close(): void;
 }
 
-type Dict = Record<string, unknown>;
-
-function named(list: unknown, name: string | undefined, what: string, file: string): Dict {
-  const hit = (Array.isArray(list) ? (list as Dict[]) : []).find((e) => e.name === name);
-  if (!hit || typeof hit[what] !== "object" || hit[what] === null) {
-    throw new SluiceError("ConfigInvalid", `kubeconfig ${file}: ${what} "${name ?? ""}" not found`, {
-      hint: "check the kubeconfig's contexts, clusters and users (or pass --context)",
-    });
-  }
-  return hit[what] as Dict;
-}
-
-function bytes(data: unknown, path: unknown, base: string): Buffer | undefined {
-  if (typeof data === "string" && data) return Buffer.from(data, "base64");
-  if (typeof path === "string" && path) return readFileSync(resolve(base, path));
-  return undefined;
-}
-
 /** A connection from a kubeconfig file and context (default: its current context). */
 export function kubeconfigConnection(file: string, context?: string): KubeConnection {
-  let doc: Dict;
-  try {
-    doc = parseYaml(readFileSync(file, "utf8")) as Dict;
-  } catch (e) {
-    throw new SluiceError("ConfigInvalid", `cannot read kubeconfig ${file}: ${(e as Error).message}`, {
-      cause: e,
-      hint: "pass --kubeconfig or set KUBECONFIG",
-    });
-  }
-  const ctxName = context ?? (doc["current-context"] as string | undefined);
-  const ctx = named(doc.contexts, ctxName, "context", file);
-  const cluster = named(doc.clusters, ctx.cluster as string, "cluster", file);
-  const user = named(doc.users, ctx.user as string, "user", file);
-  const base = dirname(file);
-  const conn: KubeConnection = {
-    server: String(cluster.server ?? "").replace(/\/+$/, ""),
-    insecure: cluster["insecure-skip-tls-verify"] === true,
-    namespace: typeof ctx.namespace === "string" && ctx.namespace ? ctx.namespace : "default",
-  };
-  const ca = bytes(cluster["certificate-authority-data"], cluster["certificate-authority"], base);
-  const cert = bytes(user["client-certificate-data"], user["client-certificate"], base);
-  const key = bytes(user["client-key-data"], user["client-key"], base);
-  if (ca) conn.ca = ca;
-  if (cert) conn.cert = cert;
-  if (key) conn.key = key;
-  if (typeof user.token === "string") conn.token = user.token;
-  else if (typeof user.tokenFile === "string") conn.tokenFile = resolve(base, user.tokenFile);
-  if (!/^https?:\/\//.test(conn.server)) {
-    throw new SluiceError(
-      "ConfigInvalid",
-      `kubeconfig ${file}: cluster server "${conn.server}" is not a URL`,
-    );
-  }
-  return conn;
+  // The Kubernetes target's parser; the token file stays a path here, read on use (it rotates).
+  return parseKubeconfig(file, context);
 }
 
 /**

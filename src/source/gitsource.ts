@@ -97,8 +97,8 @@ function invalidRef(field: string, value: string): SluiceError {
 }
 
 /** A subset of `git check-ref-format`: enough to keep names from being read as options or patterns. */
-function checkRefName(field: string, value: string): string {
-  if (
+export function isSafeRefName(value: string): boolean {
+  return !(
     value === "" ||
     value.length > 255 ||
     value.startsWith("-") ||
@@ -110,9 +110,11 @@ function checkRefName(field: string, value: string): string {
     value.includes("//") ||
     value.includes("@{") ||
     /[\x00-\x20\x7f~^:?*[\\]/.test(value)
-  ) {
-    throw invalidRef(field, value);
-  }
+  );
+}
+
+function checkRefName(field: string, value: string): string {
+  if (!isSafeRefName(value)) throw invalidRef(field, value);
   return value;
 }
 

@@ -21,4 +21,5 @@ export {
   type GitRepositorySpec,
   GitSource,
   type GitSourceOptions,
+  isSafeRefName,
 } from "./gitsource.js";

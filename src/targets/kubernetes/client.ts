@@ -28,6 +28,12 @@ interface Connection {
   namespace: string;
 }
 
+/** A kubeconfig's context as read, before any token file is read. */
+export interface KubeconfigConnection extends Connection {
+  /** The user's `tokenFile`, resolved against the kubeconfig's directory (read by the caller). */
+  tokenFile?: string;
+}
+
 type Dict = Record<string, unknown>;
 
 function named(list: unknown, name: string | undefined, what: string, file: string): Dict {
@@ -35,7 +41,7 @@ function named(list: unknown, name: string | undefined, what: string, file: stri
   const hit = arr.find((e) => e.name === name);
   if (!hit || typeof hit[what] !== "object" || hit[what] === null) {
     throw new SluiceError("ConfigInvalid", `kubeconfig ${file}: ${what} "${name ?? ""}" not found`, {
-      hint: "check the kubeconfig's contexts, clusters and users",
+      hint: "check the kubeconfig's contexts, clusters and users (or pass --context)",
     });
   }
   return hit[what] as Dict;
@@ -54,7 +60,15 @@ export interface KubeClientOptions {
   kubeconfigData?: string;
 }
 
+/** A connection with its token read (the target reads a token file once, at connect). */
 export function loadKubeconfig(file: string, context?: string, data?: string): Connection {
+  const { tokenFile, ...conn } = parseKubeconfig(file, context, data);
+  if (tokenFile) conn.token = readFileSync(tokenFile, "utf8").trim();
+  return conn;
+}
+
+/** Parses a kubeconfig (the file, or `data` named as `file`) for one context (default: the current one). */
+export function parseKubeconfig(file: string, context?: string, data?: string): KubeconfigConnection {
   let doc: Dict;
   try {
     doc = parseYaml(data ?? readFileSync(file, "utf8")) as Dict;
@@ -62,6 +76,7 @@ export function loadKubeconfig(file: string, context?: string, data?: string): C
   } catch (e) {
     throw new SluiceError("ConfigInvalid", `cannot read kubeconfig ${file}: ${(e as Error).message}`, {
       cause: e,
+      hint: "pass --kubeconfig or set KUBECONFIG",
     });
   }
   const ctxName = context ?? (doc["current-context"] as string | undefined);
@@ -69,7 +84,7 @@ export function loadKubeconfig(file: string, context?: string, data?: string): C
   const cluster = named(doc.clusters, ctx.cluster as string, "cluster", file);
   const user = named(doc.users, ctx.user as string, "user", file);
   const base = dirname(file);
-  const conn: Connection = {
+  const conn: KubeconfigConnection = {
     server: String(cluster.server ?? "").replace(/\/+$/, ""),
     insecure: cluster["insecure-skip-tls-verify"] === true,
     namespace: typeof ctx.namespace === "string" && ctx.namespace ? ctx.namespace : "default",
@@ -81,8 +96,7 @@ export function loadKubeconfig(file: string, context?: string, data?: string): C
   if (cert) conn.cert = cert;
   if (key) conn.key = key;
   if (typeof user.token === "string") conn.token = user.token;
-  else if (typeof user.tokenFile === "string")
-    conn.token = readFileSync(resolve(base, user.tokenFile), "utf8").trim();
+  else if (typeof user.tokenFile === "string") conn.tokenFile = resolve(base, user.tokenFile);
   if (!conn.server.startsWith("https://") && !conn.server.startsWith("http://")) {
     throw new SluiceError(
       "ConfigInvalid",

@@ -9,6 +9,9 @@
  * never appear in diffs or messages.
  */
 import type { Target } from "../types.js";
+
+export { type KubeconfigConnection, parseKubeconfig } from "./client.js";
+
 import { KubernetesTarget, type KubernetesTargetOptions } from "./target.js";
 
 export {
