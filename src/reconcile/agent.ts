@@ -1239,6 +1239,13 @@ export class Agent extends EventEmitter {
           : this.opts.source.fetch(st.source, this.sources.get(st.source)!.spec),
       );
       revision = artifact.revision;
+      // The branch may have moved since the listing: the Build gates hold for the commit deployed.
+      if (artifact.commit !== st.commit)
+        for (const dep of spec.dependsOn ?? []) {
+          if (dep.kind !== "Build") continue;
+          const gate = this.builds?.gate(dep.name, env.branch, artifact.commit);
+          if (gate && !gate.ok) throw new StageError("DependencyNotReady", new Error(gate.why));
+        }
       base.revision = revision;
       this.writeStatus(base, prior?.ready ?? "Unknown", "Progressing", `Reconciling revision ${revision}`);
       const rendered = await stage("render", "BuildFailed", async () =>
